@@ -1,0 +1,305 @@
+//! JWT verification and the request extractors that carry who is calling.
+//!
+//! The algorithm is pinned by configuration: a token's own `alg` header never
+//! chooses how it is checked, which rules out `none` and algorithm confusion.
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::UserId;
+use crate::error::ApiError;
+use crate::settings::AuthSettings;
+
+/// Tokens larger than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Publish,
+    Admin,
+}
+
+/// The verified caller: its user id, what it may do, and until when.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: UserId,
+    pub publish: bool,
+    pub admin: bool,
+    /// `exp`, seconds since the epoch: live connections end here.
+    pub expires_at: i64,
+}
+
+impl Principal {
+    /// `admin` may do everything.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.admin || (scope == Scope::Publish && self.publish)
+    }
+
+    fn require(self, scope: Scope) -> Result<Self, ApiError> {
+        if self.has(scope) {
+            Ok(self)
+        } else {
+            let name = match scope {
+                Scope::Publish => "publish",
+                Scope::Admin => "admin",
+            };
+            Err(ApiError::Forbidden(format!(
+                "this operation needs the `{name}` scope"
+            )))
+        }
+    }
+}
+
+fn parse_algorithm(name: &str) -> anyhow::Result<Algorithm> {
+    match name {
+        "HS256" => Ok(Algorithm::HS256),
+        "RS256" => Ok(Algorithm::RS256),
+        "ES256" => Ok(Algorithm::ES256),
+        other => anyhow::bail!("unsupported auth.algorithm {other:?} (HS256, RS256 or ES256)"),
+    }
+}
+
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Self> {
+        let algorithm = parse_algorithm(&s.algorithm)?;
+        let key = match algorithm {
+            Algorithm::HS256 => DecodingKey::from_secret(s.secret.expose_secret().as_bytes()),
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(&std::fs::read(&s.public_key_file)?)?,
+            _ => DecodingKey::from_ec_pem(&std::fs::read(&s.public_key_file)?)?,
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = s.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        if !s.issuer.is_empty() {
+            validation.set_issuer(&[&s.issuer]);
+        }
+        if s.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&[&s.audience]);
+        }
+        Ok(Self { key, validation })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::Unauthorized(format!(
+                "the token is larger than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(describe(e.kind()).into()))?;
+        let claims = data.claims;
+        let sub = claims
+            .sub
+            .ok_or_else(|| ApiError::Unauthorized("the token has no `sub` claim".into()))?;
+        let user = UserId::parse(&sub).map_err(|e| {
+            ApiError::Unauthorized(format!("the token's `sub` is not a valid user id: {e}"))
+        })?;
+        let scopes = claims.scope.unwrap_or_default();
+        let mut principal = Principal {
+            user,
+            publish: false,
+            admin: false,
+            expires_at: claims.exp,
+        };
+        for scope in scopes.split_ascii_whitespace() {
+            match scope {
+                "publish" => principal.publish = true,
+                "admin" => principal.admin = true,
+                _ => {}
+            }
+        }
+        Ok(principal)
+    }
+}
+
+/// Why a token was refused, without repeating any of it.
+fn describe(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
+        ErrorKind::InvalidSignature => "the token's signature does not verify",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "the token is not signed with the configured algorithm"
+        }
+        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp)",
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+        ErrorKind::InvalidAudience => "the token's audience is not accepted",
+        _ => "the token is malformed",
+    }
+}
+
+/// Signs tokens for `herald token`, the demo page and tests.
+pub struct Signer {
+    key: EncodingKey,
+    header: Header,
+}
+
+impl Signer {
+    pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Self> {
+        let algorithm = parse_algorithm(&s.algorithm)?;
+        let key = match algorithm {
+            Algorithm::HS256 => EncodingKey::from_secret(s.secret.expose_secret().as_bytes()),
+            _ if s.private_key_file.is_empty() => {
+                anyhow::bail!(
+                    "auth.private_key_file is needed to sign {} tokens",
+                    s.algorithm
+                )
+            }
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&std::fs::read(&s.private_key_file)?)?,
+            _ => EncodingKey::from_ec_pem(&std::fs::read(&s.private_key_file)?)?,
+        };
+        Ok(Self {
+            key,
+            header: Header::new(algorithm),
+        })
+    }
+
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        Ok(jsonwebtoken::encode(&self.header, claims, &self.key)?)
+    }
+
+    /// A token for `sub` with the given scopes, valid for `ttl_secs`.
+    pub fn token_for(
+        &self,
+        sub: &str,
+        scope: Option<&str>,
+        ttl_secs: i64,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&Claims {
+            sub: Some(sub.to_owned()),
+            exp: now + ttl_secs,
+            nbf: None,
+            iat: Some(now),
+            iss: None,
+            aud: None,
+            scope: scope.map(str::to_owned),
+        })
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct AccessTokenQuery {
+    access_token: Option<String>,
+}
+
+fn query_token(req: &HttpRequest) -> Option<String> {
+    web::Query::<AccessTokenQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().access_token)
+}
+
+fn has_query_token(req: &HttpRequest) -> bool {
+    req.query_string()
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some("access_token"))
+}
+
+fn authenticate(req: &HttpRequest, allow_query_token: bool) -> Result<Principal, ApiError> {
+    let verifier = req
+        .app_data::<web::Data<Verifier>>()
+        .expect("the verifier is registered as app data");
+    if let Some(token) = bearer(req)? {
+        return verifier.verify(token);
+    }
+    if allow_query_token {
+        if let Some(token) = query_token(req) {
+            return verifier.verify(&token);
+        }
+    } else if has_query_token(req) {
+        return Err(ApiError::Unauthorized(
+            "the access_token query parameter is accepted only on the streaming endpoints; use the Authorization header".into(),
+        ));
+    }
+    Err(ApiError::Unauthorized(
+        "this endpoint needs `Authorization: Bearer <token>`".into(),
+    ))
+}
+
+macro_rules! principal_extractor {
+    ($(#[$doc:meta])* $name:ident, $query:expr, $scope:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                let scope: Option<Scope> = $scope;
+                ready(authenticate(req, $query).and_then(|p| match scope {
+                    Some(s) => p.require(s),
+                    None => Ok(p),
+                }).map($name))
+            }
+        }
+    };
+}
+
+principal_extractor!(
+    /// Any valid token, from the Authorization header.
+    User, false, None
+);
+principal_extractor!(
+    /// Any valid token, from the header or the `access_token` query parameter
+    /// (EventSource and WebSocket cannot set headers).
+    StreamUser, true, None
+);
+principal_extractor!(
+    /// A token with the `publish` (or `admin`) scope.
+    Publisher, false, Some(Scope::Publish)
+);
+principal_extractor!(
+    /// A token with the `admin` scope.
+    Admin, false, Some(Scope::Admin)
+);

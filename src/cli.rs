@@ -1,0 +1,155 @@
+//! The `herald` command line: `serve` (default), `migrate`, `token`.
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::auth::Signer;
+use crate::embedded_pg::{EmbeddedPostgres, Options};
+use crate::settings::Settings;
+use crate::startup::Application;
+use crate::{db, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Message-center notifications over SSE, WebSocket and long-polling"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print a JWT signed with the configured key.
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        sub: String,
+        /// Space-separated scopes, e.g. "publish admin".
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load()?;
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Token { sub, scope, ttl } => {
+            println!(
+                "{}",
+                Signer::from_settings(&settings.auth)?.token_for(&sub, scope.as_deref(), ttl)?
+            );
+            Ok(())
+        }
+        Cmd::Migrate => {
+            telemetry::init_logging(&settings.log, std::io::stderr);
+            let database = settings.database.clone();
+            with_database(&settings, |url| async move {
+                let pool = db::pool(&database, &url)?;
+                db::migrate(&pool).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            })
+        }
+        Cmd::Serve => {
+            telemetry::init_logging(&settings.log, std::io::stdout);
+            with_database(&settings.clone(), |url| serve(settings, url))
+        }
+    }
+}
+
+/// Runs `f` with a database URL: `DATABASE_URL`, or a private PostgreSQL
+/// started for the duration of `f`.
+fn with_database<F, Fut>(settings: &Settings, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(url) = settings.database_url() {
+        return runtime.block_on(f(url.to_owned()));
+    }
+    tracing::info!(dir = %settings.database.embedded_dir.display(), "DATABASE_URL is unset: starting a private PostgreSQL");
+    let pg = EmbeddedPostgres::start(Options {
+        data_dir: settings.database.embedded_dir.clone(),
+        fsync: true,
+        max_connections: 100,
+    })?;
+    let result = runtime.block_on(async {
+        pg.create_database("herald").await?;
+        f(pg.url("herald")).await
+    });
+    pg.stop();
+    result
+}
+
+async fn serve(settings: Settings, url: String) -> anyhow::Result<()> {
+    let demo = Signer::from_settings(&settings.auth).ok();
+    let app = Application::build(settings.clone(), &url).await?;
+    let handle = app.handle();
+    let host = settings
+        .server
+        .listen
+        .rsplit_once(':')
+        .map_or("127.0.0.1", |(h, _)| h);
+    let host = if host == "0.0.0.0" || host == "[::]" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let base = format!("http://{host}:{}", app.port());
+    print_banner(
+        &base,
+        demo.as_ref(),
+        settings.auth.secret.expose_secret().is_empty(),
+    );
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        handle.stop().await;
+    });
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+fn print_banner(base: &str, signer: Option<&Signer>, _no_secret: bool) {
+    println!("Herald is listening on {base}");
+    let Some(signer) = signer else {
+        return;
+    };
+    let (Ok(user), Ok(publisher)) = (
+        signer.token_for("demo", None, 24 * 3600),
+        signer.token_for("demo-publisher", Some("publish"), 24 * 3600),
+    ) else {
+        return;
+    };
+    println!();
+    println!("Open the message center of user `demo`:");
+    println!("  {base}/#token={user}");
+    println!();
+    println!("Publish a notification to it:");
+    println!(
+        "  curl -sS -X POST {base}/v1/notifications -H 'Authorization: Bearer {publisher}' \\\n    -H 'Content-Type: application/json' -d '{{\"recipients\":[\"demo\"],\"title\":\"Hello from Herald\",\"body\":\"It works.\"}}'"
+    );
+    println!();
+    println!("More tokens: herald token --sub USER [--scope \"publish admin\"] [--ttl SECONDS]");
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

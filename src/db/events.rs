@@ -1,0 +1,120 @@
+//! Reading and appending the per-user event log.
+//!
+//! The log of a user is the union of their notifications (each row is the
+//! `notification` event of its seq) and the `events` table (state changes).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::domain::UserId;
+use crate::event::{Event, EventKind, Notification};
+
+/// The channel that carries wake-ups between instances.
+pub const CHANNEL: &str = "herald_events";
+
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    seq: i64,
+    kind: String,
+    event_data: Option<String>,
+    id: Option<Uuid>,
+    title: Option<String>,
+    body: Option<String>,
+    category: Option<String>,
+    data: Option<Json<Box<RawValue>>>,
+    created_at: Option<DateTime<Utc>>,
+    read_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl LogRow {
+    fn into_event(self) -> Event {
+        let kind = EventKind::parse(&self.kind).unwrap_or(EventKind::Notification);
+        match (kind, self.event_data) {
+            (EventKind::Notification, _) | (_, None) => Notification {
+                id: self.id.unwrap_or_default(),
+                seq: self.seq,
+                title: self.title.unwrap_or_default(),
+                body: self.body,
+                category: self.category,
+                data: self.data,
+                created_at: self.created_at.unwrap_or_default(),
+                read_at: self.read_at,
+                expires_at: self.expires_at,
+            }
+            .to_event(),
+            (kind, Some(data)) => Event {
+                seq: self.seq,
+                kind,
+                data: Arc::from(data),
+            },
+        }
+    }
+}
+
+/// Up to `limit` events of `user` with seq > `after`, in seq order. Expired
+/// notifications are left out; deleted ones are gone (their `deleted` event
+/// remains).
+pub async fn read_after(
+    pool: &PgPool,
+    user: &UserId,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Event>, sqlx::Error> {
+    let rows: Vec<LogRow> = sqlx::query_as(
+        "SELECT seq, kind, event_data, id, title, body, category, data, created_at, read_at, expires_at
+         FROM (
+             SELECT n.seq, 'notification' AS kind, NULL::text AS event_data, n.id, n.title, n.body,
+                    n.category, n.data, n.created_at, n.read_at, n.expires_at
+             FROM notifications n
+             WHERE n.user_id = $1 AND n.seq > $2 AND (n.expires_at IS NULL OR n.expires_at > now())
+             UNION ALL
+             SELECT e.seq, e.kind, e.data::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+             FROM events e
+             WHERE e.user_id = $1 AND e.seq > $2
+         ) AS log
+         ORDER BY seq
+         LIMIT $3",
+    )
+    .bind(user.as_str())
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(LogRow::into_event).collect())
+}
+
+/// Appends a state-change event (not a notification: those are rows of
+/// `notifications`).
+pub async fn append(
+    conn: &mut PgConnection,
+    user: &UserId,
+    seq: i64,
+    kind: EventKind,
+    data: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO events (user_id, seq, kind, data) VALUES ($1, $2, $3, $4)")
+        .bind(user.as_str())
+        .bind(seq)
+        .bind(kind.as_str())
+        .bind(Json(data))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Queues wake-ups for other instances; PostgreSQL delivers them on commit,
+/// and only if the transaction commits.
+pub async fn notify(conn: &mut PgConnection, payloads: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+        .bind(CHANNEL)
+        .bind(payloads)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,50 @@
+//! SQL, one query per named function. Functions take a connection or a
+//! transaction (`&mut PgConnection`) or the pool, never build SQL from input.
+
+pub mod events;
+pub mod idempotency;
+pub mod notifications;
+pub mod retention;
+pub mod users;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::settings::DatabaseSettings;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The application pool. Connections are opened lazily so the service starts
+/// (and answers /readyz with 503) while the database is down.
+pub fn pool(settings: &DatabaseSettings, url: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse::<PgConnectOptions>()?.application_name("herald");
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy_with(options))
+}
+
+/// A one-connection pool for LISTEN, named so operators (and tests) can find it.
+pub fn listener_pool(settings: &DatabaseSettings, url: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .application_name("herald-listener");
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.acquire_timeout())
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with(options))
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// `SELECT 1`, for /readyz.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}

@@ -1,0 +1,68 @@
+//! Retention: old state-change events, expired notifications and old
+//! idempotency keys are removed in small batches, so storage stays bounded
+//! without long locks.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// Deletes up to `batch` state-change events created before `cutoff` and
+/// moves each affected user's `purged_seq` past them, so a client resuming
+/// from before the horizon gets `reset` instead of a silent gap.
+pub async fn purge_events(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH gone AS (
+             DELETE FROM events
+             WHERE ctid IN (SELECT ctid FROM events WHERE created_at < $1 LIMIT $2)
+             RETURNING user_id, seq
+         ), horizon AS (
+             SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_id
+         ), moved AS (
+             UPDATE users u SET purged_seq = GREATEST(u.purged_seq, h.seq)
+             FROM horizon h WHERE u.user_id = h.user_id
+         )
+         SELECT COALESCE(sum(n), 0)::int8 FROM horizon",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .fetch_one(conn)
+    .await
+    .map(|n: i64| n as u64)
+}
+
+/// Deletes up to `batch` notifications that expired before `now`.
+pub async fn purge_expired_notifications(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM notifications
+         WHERE id IN (SELECT id FROM notifications WHERE expires_at < $1 LIMIT $2)",
+    )
+    .bind(now)
+    .bind(batch)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// Deletes up to `batch` idempotency keys created before `cutoff`.
+pub async fn purge_idempotency_keys(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+         WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
+}

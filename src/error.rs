@@ -1,0 +1,138 @@
+//! The one error type of the HTTP API, rendered as RFC 9457 problem+json.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        retry_after: Option<u64>,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    /// Slug of the problem type URI and its fixed title.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::BadRequest(_) => ("bad-request", "Malformed request"),
+            Self::Unauthorized(_) => ("unauthorized", "Missing or invalid token"),
+            Self::Forbidden(_) => ("forbidden", "Missing scope"),
+            Self::NotFound(_) => ("not-found", "Not found"),
+            Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            Self::PayloadTooLarge(_) => ("payload-too-large", "Request too large"),
+            Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            Self::Unprocessable(_) => ("invalid-content", "Invalid content"),
+            Self::TooManyRequests { .. } => ("too-many-requests", "Over a limit"),
+            Self::Unavailable(_) => ("unavailable", "Database unavailable"),
+            Self::Internal(_) => ("internal", "Internal error"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (slug, title) = self.kind();
+        let status = self.status_code();
+        let detail = match self {
+            // The cause goes to the log, not to the client.
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "the server failed to handle this request".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Self::TooManyRequests {
+            retry_after: Some(secs),
+            ..
+        } = self
+        {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));
+        }
+        if let Self::Unauthorized(_) = self {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(Problem {
+            kind: format!("https://herald.example/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+        })
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable("the database is unavailable; retry later".into())
+        } else {
+            Self::Internal(e.into())
+        }
+    }
+}
+
+/// Errors that mean "the database cannot be reached right now" rather than
+/// "this request is wrong": they answer 503 so clients retry.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+            // 08xxx connection exceptions, 53300 too many connections.
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"),
+        _ => false,
+    }
+}

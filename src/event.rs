@@ -1,0 +1,96 @@
+//! What the log holds and what live connections receive.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Notification,
+    Read,
+    Unread,
+    ReadAll,
+    Deleted,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Notification => "notification",
+            Self::Read => "read",
+            Self::Unread => "unread",
+            Self::ReadAll => "read_all",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "notification" => Self::Notification,
+            "read" => Self::Read,
+            "unread" => Self::Unread,
+            "read_all" => Self::ReadAll,
+            "deleted" => Self::Deleted,
+            _ => return None,
+        })
+    }
+}
+
+/// One committed change of a user's message center. `data` is JSON text, so
+/// transports frame it without parsing it again.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: EventKind,
+    pub data: Arc<str>,
+}
+
+/// `{"seq", "type", "data"}`: the frame of WebSocket and long-poll clients.
+#[derive(Serialize)]
+pub struct EventFrame<'a> {
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub data: &'a RawValue,
+}
+
+impl Event {
+    pub fn frame(&self) -> EventFrame<'_> {
+        EventFrame {
+            seq: self.seq,
+            kind: self.kind.as_str(),
+            // `data` was produced by serde_json, so it is valid JSON.
+            data: serde_json::from_str(&self.data).expect("event data is JSON"),
+        }
+    }
+}
+
+/// The notification object of the contract.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Notification {
+    pub id: Uuid,
+    pub seq: i64,
+    pub title: String,
+    pub body: Option<String>,
+    pub category: Option<String>,
+    pub data: Option<Json<Box<RawValue>>>,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Notification {
+    pub fn to_event(&self) -> Event {
+        Event {
+            seq: self.seq,
+            kind: EventKind::Notification,
+            data: serde_json::to_string(self)
+                .expect("a notification serializes")
+                .into(),
+        }
+    }
+}

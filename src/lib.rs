@@ -1,0 +1,21 @@
+//! Herald: every change of a user's message center, in order, exactly once,
+//! on every device, after any disconnect.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod center;
+pub mod cli;
+pub mod db;
+pub mod domain;
+pub mod embedded_pg;
+pub mod error;
+pub mod event;
+pub mod live;
+pub mod publish;
+pub mod retention;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod subscription;
+pub mod telemetry;

@@ -1,0 +1,40 @@
+//! The route table. `ROUTES` is generated from the same list that registers
+//! the handlers, and a test checks it against `openapi.yaml`.
+
+mod extractors;
+mod me;
+mod ops;
+mod publish;
+mod stream;
+
+pub use extractors::{json_config, path_config, query_config};
+pub use ops::not_found;
+
+use actix_web::web;
+
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every route as `(method, path)`, exactly as openapi.yaml lists them.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+route_table! {
+    get    "/"                                  => ops::page;
+    get    "/healthz"                           => ops::healthz;
+    get    "/readyz"                            => ops::readyz;
+    get    "/metrics"                           => ops::metrics;
+    get    "/openapi.yaml"                      => ops::openapi;
+    post   "/v1/notifications"                  => publish::publish;
+    get    "/v1/me/notifications"               => me::list;
+    post   "/v1/me/notifications/read-all"      => me::read_all;
+    get    "/v1/me/notifications/{id}"          => me::get;
+    delete "/v1/me/notifications/{id}"          => me::delete;
+    post   "/v1/me/notifications/{id}/read"     => me::read;
+    post   "/v1/me/notifications/{id}/unread"   => me::unread;
+    get    "/v1/me/stream"                      => stream::sse;
+}

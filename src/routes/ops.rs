@@ -1,0 +1,50 @@
+//! Operations endpoints (no token) and the browser page.
+
+use actix_web::http::header::ContentType;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::telemetry;
+
+const OPENAPI: &str = include_str!("../../openapi.yaml");
+const PAGE: &str = include_str!("../../static/index.html");
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// 200 only while the database answers.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    db::ping(&state.pool).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    telemetry::record_gauges(&state);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(telemetry::metrics_handle().render())
+}
+
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(OPENAPI)
+}
+
+pub async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(ContentType::html())
+        .body(PAGE)
+}
+
+/// The default service: anything the route table does not know.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

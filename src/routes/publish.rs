@@ -1,0 +1,125 @@
+//! `POST /v1/notifications`.
+
+use std::collections::HashSet;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::auth::Publisher;
+use crate::domain::{Body, Category, NotificationData, Title, UserId};
+use crate::error::ApiError;
+use crate::publish::{Content, IdempotencyKey, PublishRequest};
+use crate::state::AppState;
+
+pub const MAX_RECIPIENTS: usize = 10_000;
+
+/// The body of a publish, and (without `recipients`) of a broadcast.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationBody {
+    #[serde(default)]
+    pub recipients: Option<Vec<String>>,
+    title: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    category: Option<String>,
+    #[serde(default)]
+    data: Option<serde_json::Value>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl NotificationBody {
+    /// The notification content, validated.
+    pub fn content(self) -> Result<Content, ApiError> {
+        let invalid = ApiError::Unprocessable;
+        let expires_at = match self.expires_at {
+            Some(t) if t <= Utc::now() => {
+                return Err(invalid("expires_at must be in the future".into()));
+            }
+            other => other,
+        };
+        Ok(Content {
+            title: Title::parse(self.title).map_err(invalid)?,
+            body: self.body.map(Body::parse).transpose().map_err(invalid)?,
+            category: self
+                .category
+                .map(Category::parse)
+                .transpose()
+                .map_err(invalid)?,
+            data: match self.data {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(NotificationData::parse(v).map_err(invalid)?),
+            },
+            expires_at,
+        })
+    }
+}
+
+fn parse_recipients(raw: Vec<String>) -> Result<Vec<UserId>, ApiError> {
+    if raw.is_empty() || raw.len() > MAX_RECIPIENTS {
+        return Err(ApiError::Unprocessable(format!(
+            "recipients must list 1 to {MAX_RECIPIENTS} user ids"
+        )));
+    }
+    let mut seen = HashSet::with_capacity(raw.len());
+    let mut recipients = Vec::with_capacity(raw.len());
+    for (i, id) in raw.iter().enumerate() {
+        let user = UserId::parse(id)
+            .map_err(|e| ApiError::Unprocessable(format!("recipients[{i}]: {e}")))?;
+        // A repeated recipient gets the notification once.
+        if seen.insert(user.clone()) {
+            recipients.push(user);
+        }
+    }
+    Ok(recipients)
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub fn idempotency_key(
+    req: &HttpRequest,
+    canonical_body: &[u8],
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        })?;
+    Ok(Some(IdempotencyKey::new(key.to_owned(), canonical_body)))
+}
+
+pub async fn publish(
+    state: web::Data<AppState>,
+    Publisher(principal): Publisher,
+    req: HttpRequest,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let value = body.into_inner();
+    // Keys of JSON objects are sorted here, so the same request in another
+    // layout has the same hash.
+    let canonical = serde_json::to_vec(&value).expect("a JSON value serializes");
+    let idempotency = idempotency_key(&req, &canonical)?;
+    let mut body: NotificationBody =
+        serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let recipients = body
+        .recipients
+        .take()
+        .ok_or_else(|| ApiError::Unprocessable("missing field `recipients`".into()))?;
+    let request = PublishRequest {
+        publisher: principal.user,
+        idempotency,
+        recipients: parse_recipients(recipients)?,
+        content: body.content()?,
+    };
+    let started = std::time::Instant::now();
+    let published = state.publisher.publish(request).await?;
+    metrics::histogram!("herald_publish_seconds").record(started.elapsed().as_secs_f64());
+    Ok(HttpResponse::Created().json(published))
+}

@@ -1,0 +1,152 @@
+//! Builds the application: pool, migrations, live path, publisher, server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::Verifier;
+use crate::live::{Hub, listener};
+use crate::publish::Publisher;
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::telemetry::{self, RedactedRootSpan};
+use crate::{db, retention};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: AppHandle,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Stops a running application: live connections end first, then the server.
+#[derive(Clone)]
+pub struct AppHandle {
+    shutdown: CancellationToken,
+    server: ServerHandle,
+    state: web::Data<AppState>,
+}
+
+impl AppHandle {
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.server.stop(true).await;
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+}
+
+impl Application {
+    /// Connects to `database_url`, runs migrations, binds the listener and
+    /// starts the background tasks. The server runs once awaited.
+    pub async fn build(settings: Settings, database_url: &str) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let pool = db::pool(&settings.database, database_url)?;
+        db::migrate(&pool).await?;
+        let listener_pool = db::listener_pool(&settings.database, database_url)?;
+        let tcp = TcpListener::bind(&settings.server.listen)?;
+        let port = tcp.local_addr()?.port();
+        Self::start(settings, pool, listener_pool, tcp, port)
+    }
+
+    fn start(
+        settings: Arc<Settings>,
+        pool: PgPool,
+        listener_pool: PgPool,
+        tcp: TcpListener,
+        port: u16,
+    ) -> anyhow::Result<Self> {
+        let verifier = web::Data::new(Verifier::from_settings(&settings.auth)?);
+        let shutdown = CancellationToken::new();
+        let instance = uuid::Uuid::new_v4().to_string();
+        let hub = Hub::new(settings.stream.max_streams_per_user);
+        let publisher = Publisher::start(
+            pool.clone(),
+            Arc::clone(&hub),
+            instance.clone(),
+            settings.publish.clone(),
+        );
+        let background = vec![
+            tokio::spawn(listener::run(
+                listener_pool,
+                Arc::clone(&hub),
+                instance.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(retention::run(
+                pool.clone(),
+                settings.retention.clone(),
+                shutdown.clone(),
+            )),
+        ];
+        let _ = telemetry::metrics_handle();
+        let state = web::Data::new(AppState {
+            pool,
+            hub,
+            publisher,
+            settings: Arc::clone(&settings),
+            shutdown: shutdown.clone(),
+            instance,
+        });
+        let app_state = state.clone();
+        let body_limit = settings.server.max_body_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::<RedactedRootSpan>::new())
+                .app_data(app_state.clone())
+                .app_data(verifier.clone())
+                .app_data(routes::json_config(body_limit))
+                .app_data(routes::path_config())
+                .app_data(routes::query_config())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(tcp)?
+        .disable_signals()
+        // Streams end on shutdown by themselves; this only bounds stragglers.
+        .shutdown_timeout(5)
+        .client_request_timeout(Duration::from_secs(10));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.run();
+        let handle = AppHandle {
+            shutdown,
+            server: server.handle(),
+            state,
+        };
+        Ok(Self {
+            port,
+            server,
+            handle,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        self.handle.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.handle.shutdown.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+        result
+    }
+}

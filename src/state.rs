@@ -1,0 +1,21 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::live::Hub;
+use crate::publish::Publisher;
+use crate::settings::Settings;
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub hub: Arc<Hub>,
+    pub publisher: Publisher,
+    pub settings: Arc<Settings>,
+    /// Cancelled on shutdown: live connections end so clients reconnect elsewhere.
+    pub shutdown: CancellationToken,
+    /// This process's id in wake-ups.
+    pub instance: String,
+}

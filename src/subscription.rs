@@ -1,0 +1,258 @@
+//! The subscription core shared by every transport (SSE, WebSocket).
+//!
+//! A connection subscribes to its user's wake-ups *before* it reads the log,
+//! so nothing committed between the read and the subscription is missed; it
+//! keeps a cursor (the last seq it sent) and sends only events above it, so
+//! nothing is sent twice. Events are handed to the transport through a small
+//! bounded queue: a client that leaves it full for `slow_client_timeout` is
+//! disconnected and resumes from the log later, instead of being buffered
+//! without bound.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
+
+use crate::auth::Principal;
+use crate::db;
+use crate::domain::ResumePoint;
+use crate::error::ApiError;
+use crate::event::Event;
+use crate::live::Watch;
+use crate::state::AppState;
+
+/// What a transport writes to its client.
+#[derive(Debug)]
+pub enum Frame {
+    Event(Event),
+    /// The resume point was unusable: reload through REST, then continue.
+    Reset {
+        last_seq: i64,
+    },
+    /// The last frame: why the server ends the connection.
+    Closing(End),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    TokenExpired,
+    Disconnected,
+    Shutdown,
+    SlowClient,
+    ClientGone,
+}
+
+impl End {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::TokenExpired => "token expired",
+            Self::Disconnected => "disconnected by an administrator",
+            Self::Shutdown => "server shutting down",
+            Self::SlowClient => "client too slow",
+            Self::ClientGone => "client gone",
+        }
+    }
+}
+
+/// Where a stream starts: the cursor, and whether the client must reset.
+pub async fn start_position(
+    state: &AppState,
+    watch: &Watch,
+    resume: ResumePoint,
+) -> Result<(i64, Option<i64>), ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let positions = match db::users::positions(&mut conn, &watch.user).await? {
+        Some(p) => p,
+        None => {
+            db::users::ensure_known(&mut conn, &watch.user).await?;
+            db::users::Positions {
+                last_seq: 0,
+                purged_seq: 0,
+            }
+        }
+    };
+    let last = positions.last_seq;
+    Ok(match resume {
+        ResumePoint::Live => (last, None),
+        ResumePoint::After(n) if n <= last && n >= positions.purged_seq => (n, None),
+        ResumePoint::After(_) | ResumePoint::Invalid => {
+            metrics::counter!("herald_resets_total").increment(1);
+            (last, Some(last))
+        }
+    })
+}
+
+/// Opens a live subscription for the caller and returns the frames to write.
+pub async fn open(
+    state: &actix_web::web::Data<AppState>,
+    principal: &Principal,
+    resume: ResumePoint,
+    transport: &'static str,
+) -> Result<mpsc::Receiver<Frame>, ApiError> {
+    let watch = state
+        .hub
+        .watch_stream(&principal.user)
+        .map_err(|e| ApiError::TooManyRequests {
+            detail: e.to_string(),
+            retry_after: Some(5),
+        })?;
+    let (cursor, reset) = start_position(state, &watch, resume).await?;
+    let (tx, rx) = mpsc::channel(state.settings.stream.buffer);
+    if let Some(last_seq) = reset {
+        tx.try_send(Frame::Reset { last_seq })
+            .expect("a new queue has room");
+    }
+    let pump = Pump {
+        state: state.clone(),
+        watch,
+        cursor,
+        tx,
+        expires_at: principal.expires_at,
+        transport,
+        sent: 0,
+    };
+    tokio::spawn(pump.run());
+    Ok(rx)
+}
+
+struct Pump {
+    state: actix_web::web::Data<AppState>,
+    watch: Watch,
+    cursor: i64,
+    tx: mpsc::Sender<Frame>,
+    expires_at: i64,
+    transport: &'static str,
+    sent: u64,
+}
+
+/// Why sending stopped: the connection is over.
+struct Stop(End);
+
+impl Pump {
+    async fn run(mut self) {
+        let opened = Instant::now();
+        let gauge = metrics::gauge!("herald_connections", "transport" => self.transport);
+        gauge.increment(1.0);
+        let remaining = self.expires_at - chrono::Utc::now().timestamp();
+        let expiry = tokio::time::sleep(Duration::from_secs(remaining.max(0) as u64));
+        tokio::pin!(expiry);
+        let shutdown = self.state.shutdown.clone();
+        let kicked = self.watch.kicked.clone();
+
+        let mut need_read = true;
+        let mut backoff = Duration::from_millis(250);
+        let end = loop {
+            if need_read {
+                let caught_up = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => Err(Stop(End::Shutdown)),
+                    _ = kicked.cancelled() => Err(Stop(End::Disconnected)),
+                    _ = &mut expiry => Err(Stop(End::TokenExpired)),
+                    r = self.catch_up() => r,
+                };
+                match caught_up {
+                    Ok(true) => {
+                        need_read = false;
+                        backoff = Duration::from_millis(250);
+                    }
+                    // The database failed: keep the connection, try again soon.
+                    Ok(false) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = self.tx.closed() => break End::ClientGone,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                    Err(Stop(end)) => break end,
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break End::Shutdown,
+                _ = kicked.cancelled() => break End::Disconnected,
+                _ = &mut expiry => break End::TokenExpired,
+                _ = self.tx.closed() => break End::ClientGone,
+                changed = self.watch.rx.changed() => {
+                    if changed.is_err() {
+                        break End::Shutdown;
+                    }
+                    let wake = self.watch.rx.borrow_and_update().clone();
+                    match wake.events_after(self.cursor) {
+                        Some(events) => {
+                            let mut stopped = None;
+                            for event in events {
+                                if let Err(Stop(end)) = self.send_event(event.clone()).await {
+                                    stopped = Some(end);
+                                    break;
+                                }
+                            }
+                            if let Some(end) = stopped {
+                                break end;
+                            }
+                        }
+                        None => need_read = wake.seq > self.cursor || wake.events.is_none(),
+                    }
+                }
+            }
+        };
+        if end == End::SlowClient {
+            metrics::counter!("herald_slow_client_disconnects_total", "transport" => self.transport).increment(1);
+        }
+        let _ = self.tx.try_send(Frame::Closing(end));
+        gauge.decrement(1.0);
+        tracing::info!(
+            transport = self.transport,
+            user = %self.watch.user,
+            duration_ms = opened.elapsed().as_millis() as u64,
+            events_sent = self.sent,
+            reason = end.reason(),
+            "live connection closed"
+        );
+    }
+
+    /// Sends everything in the log after the cursor, a page at a time.
+    /// `Ok(false)` when the database failed.
+    async fn catch_up(&mut self) -> Result<bool, Stop> {
+        let page = self.state.settings.stream.replay_page;
+        loop {
+            let events =
+                match db::events::read_after(&self.state.pool, &self.watch.user, self.cursor, page)
+                    .await
+                {
+                    Ok(events) => events,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the log for a live connection failed");
+                        return Ok(false);
+                    }
+                };
+            let full = events.len() as i64 == page;
+            metrics::counter!("herald_replayed_events_total").increment(events.len() as u64);
+            for event in events {
+                self.send_event(event).await?;
+            }
+            if !full {
+                return Ok(true);
+            }
+        }
+    }
+
+    async fn send_event(&mut self, event: Event) -> Result<(), Stop> {
+        if event.seq <= self.cursor {
+            return Ok(());
+        }
+        let seq = event.seq;
+        let timeout = self.state.settings.stream.slow_client_timeout();
+        match self.tx.send_timeout(Frame::Event(event), timeout).await {
+            Ok(()) => {
+                self.cursor = seq;
+                self.sent += 1;
+                metrics::counter!("herald_delivered_events_total", "transport" => self.transport)
+                    .increment(1);
+                Ok(())
+            }
+            Err(SendTimeoutError::Timeout(_)) => Err(Stop(End::SlowClient)),
+            Err(SendTimeoutError::Closed(_)) => Err(Stop(End::ClientGone)),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Logs and metrics.
+//!
+//! Request spans record the path but never the query string: `access_token`
+//! travels there, and no token may reach a log line.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::settings::LogSettings;
+use crate::state::AppState;
+
+/// Installs the global subscriber; `RUST_LOG` overrides the configured level.
+pub fn init_logging<W>(settings: &LogSettings, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let _ = if settings.format == "json" {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .expect("valid buckets")
+            .install_recorder()
+            .expect("the metrics recorder is installed once")
+    })
+}
+
+/// Gauges read at scrape time.
+pub fn record_gauges(state: &AppState) {
+    metrics::gauge!("herald_users_online").set(state.hub.user_count() as f64);
+    metrics::gauge!("herald_db_pool_connections").set(state.pool.size() as f64);
+    metrics::gauge!("herald_db_pool_idle").set(state.pool.num_idle() as f64);
+}
+
+/// Root span per request: method, matched route, path without query,
+/// request id; one log line when the response is sent.
+pub struct RedactedRootSpan;
+
+impl RootSpanBuilder for RedactedRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let route = request
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        request.extensions_mut().insert(Started(Instant::now()));
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            route = %route,
+            path = %request.path(),
+            request_id = %request_id,
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        if let Ok(response) = outcome {
+            let status = response.status().as_u16();
+            span.record("status", status);
+            let route = response
+                .request()
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".into());
+            let elapsed = response
+                .request()
+                .extensions()
+                .get::<Started>()
+                .map(|s| s.0.elapsed().as_secs_f64())
+                .unwrap_or_default();
+            metrics::counter!(
+                "herald_http_requests_total",
+                "route" => route,
+                "method" => response.request().method().to_string(),
+                "status" => status.to_string()
+            )
+            .increment(1);
+            span.in_scope(|| {
+                tracing::info!(status, elapsed_ms = (elapsed * 1000.0) as u64, "response")
+            });
+        }
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Started(Instant);
