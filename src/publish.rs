@@ -128,26 +128,17 @@ impl Worker {
         let mut deferred: Vec<Job> = Vec::new();
         loop {
             let mut batch = std::mem::take(&mut deferred);
-            {
+            if batch.is_empty() {
                 let mut rx = rx.lock().await;
-                if batch.is_empty() {
-                    match rx.recv().await {
-                        Some(job) => batch.push(job),
-                        None => return,
-                    }
+                match rx.recv().await {
+                    Some(job) => batch.push(job),
+                    None => return,
                 }
-                let mut rows: usize = batch.iter().map(|j| j.request.recipients.len()).sum();
-                while batch.len() < self.settings.max_batch_requests
-                    && rows < self.settings.max_batch_rows
-                {
-                    match rx.try_recv() {
-                        Ok(job) => {
-                            rows += job.request.recipients.len();
-                            batch.push(job);
-                        }
-                        Err(_) => break,
-                    }
-                }
+                self.fill(&mut rx, &mut batch);
+            } else if let Ok(mut rx) = rx.try_lock() {
+                // With deferred work in hand, never wait for the queue: an
+                // idle worker may hold it while waiting for new requests.
+                self.fill(&mut rx, &mut batch);
             }
             let mut seen = HashSet::new();
             let (batch, later): (Vec<Job>, Vec<Job>) =
@@ -159,6 +150,21 @@ impl Worker {
                     });
             deferred = later;
             self.commit(batch).await;
+        }
+    }
+
+    /// Adds whatever is already queued, up to the batch limits.
+    fn fill(&self, rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+        let mut rows: usize = batch.iter().map(|j| j.request.recipients.len()).sum();
+        while batch.len() < self.settings.max_batch_requests && rows < self.settings.max_batch_rows
+        {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows += job.request.recipients.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
         }
     }
 

@@ -28,7 +28,7 @@ pub struct NotificationBody {
     #[serde(default)]
     data: Option<serde_json::Value>,
     #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
+    expires_at: Option<String>,
 }
 
 impl NotificationBody {
@@ -36,10 +36,16 @@ impl NotificationBody {
     pub fn content(self) -> Result<Content, ApiError> {
         let invalid = ApiError::Unprocessable;
         let expires_at = match self.expires_at {
-            Some(t) if t <= Utc::now() => {
-                return Err(invalid("expires_at must be in the future".into()));
+            None => None,
+            Some(raw) => {
+                let t = DateTime::parse_from_rfc3339(&raw)
+                    .map_err(|e| invalid(format!("expires_at must be an RFC 3339 date-time: {e}")))?
+                    .with_timezone(&Utc);
+                if t <= Utc::now() {
+                    return Err(invalid("expires_at must be in the future".into()));
+                }
+                Some(t)
             }
-            other => other,
         };
         Ok(Content {
             title: Title::parse(self.title).map_err(invalid)?,

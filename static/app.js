@@ -1,0 +1,811 @@
+/*
+ * Herald message center (browser page).
+ *
+ * One live connection per browser, not per tab: a browser opens at most six
+ * HTTP/1.1 connections per origin and every SSE stream or long-poll holds one
+ * for good, so a handful of tabs would starve each other (and their own REST
+ * calls). When BroadcastChannel exists, the tabs of one user therefore elect
+ * a leader, with navigator.locks when available (the browser releases the
+ * lock by itself when the tab closes or crashes) or else with a heartbeat on
+ * the channel. Only the leader holds the live connection; it relays every
+ * event and its connection state on the channel `herald:<sub>`. Every tab,
+ * the leader included, applies events through the same path that orders and
+ * deduplicates them by seq, so when the leader goes away the next tab simply
+ * resumes the stream from its own last applied seq. Without BroadcastChannel
+ * each tab connects on its own.
+ *
+ * The UI never changes because a REST call succeeded: changes are applied
+ * when their event arrives from the per-user log, so all tabs converge on the
+ * same state. A failed REST call shows an error.
+ */
+'use strict';
+
+const TOKEN_KEY = 'herald.token';
+const EVENT_TYPES = ['notification', 'read', 'unread', 'read_all', 'deleted', 'reset'];
+const PAGE_SIZE = 50;
+const MAX_TIMEOUT = 2 ** 31 - 1; // setTimeout overflows above this
+const EXPIRED = 'Signed out: the token was rejected or has expired. Paste a new one to continue.';
+const CONNECTION_LABELS = {
+  connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', closed: 'Signed out',
+};
+const TRANSPORT_NAMES = { sse: 'SSE', ws: 'WebSocket', poll: 'long-poll' };
+
+const byId = id => document.getElementById(id);
+const ui = {
+  unread: byId('unread-count'), connection: byId('connection'), account: byId('account'),
+  user: byId('user'), signout: byId('signout'), error: byId('error'),
+  signin: byId('signin'), signinMessage: byId('signin-message'), tokenInput: byId('token-input'),
+  center: byId('center'), filter: byId('category-filter'), markAll: byId('mark-all-read'),
+  list: byId('notifications'), empty: byId('empty'), loadOlder: byId('load-older'),
+  announce: byId('announce'),
+};
+
+/** The signed-in session, or null. Async work checks `s.closed` before touching the page. */
+let S = null;
+
+// ---------------------------------------------------------------- helpers
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text; // never innerHTML: content is untrusted
+  return node;
+}
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+/** Exponential backoff with jitter, so many clients do not retry in lockstep. */
+const backoff = attempt => Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+
+function relativeTime(iso, now = Date.now()) {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return '';
+  const minutes = Math.floor((now - t) / 60000);
+  if (minutes < 1) return 'just now';
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ago`;
+  const days = Math.floor(hours / 24);
+  if (days === 1) return 'yesterday';
+  if (days < 7) return `${days} days ago`;
+  return new Date(t).toLocaleDateString();
+}
+
+function fullTime(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
+}
+
+let errorTimer;
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => { ui.error.hidden = true; }, 10000);
+}
+
+// ------------------------------------------------------------------ token
+
+/** Reads `#token=` and removes it from the address bar (and so from history). */
+function tokenFromUrl() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!params.has('token')) return null;
+  history.replaceState(null, '', location.pathname + location.search);
+  return params.get('token').trim() || null;
+}
+
+/** The JWT payload, for display only: the server does the real checking. */
+function decodeClaims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part.padEnd(Math.ceil(part.length / 4) * 4, '=')), c => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null;
+  }
+}
+
+// ------------------------------------------------------------------- REST
+
+async function api(s, url, init = {}) {
+  let res;
+  try {
+    res = await fetch(url, {
+      ...init,
+      cache: 'no-store',
+      headers: { Accept: 'application/json', Authorization: `Bearer ${s.token}` },
+    });
+  } catch {
+    throw new Error('the server cannot be reached');
+  }
+  if (res.status === 401) {
+    signOut(s, EXPIRED);
+    throw Object.assign(new Error('signed out'), { signedOut: true });
+  }
+  if (!res.ok) throw new Error(await problemText(res));
+  return res.status === 204 ? null : res.json();
+}
+
+async function problemText(res) {
+  try {
+    const p = await res.json();
+    return [p.title, p.detail].filter(Boolean).join(': ') || `HTTP ${res.status}`;
+  } catch {
+    return `HTTP ${res.status}`;
+  }
+}
+
+/** Asks the server whether the token still works; signs out if it does not. */
+async function checkToken(s) {
+  try {
+    await api(s, '/v1/me/notifications?status=unread&limit=1');
+  } catch { /* unreachable or failing server: not a token problem */ }
+  return !s.closed;
+}
+
+function listUrl(s, before) {
+  const q = new URLSearchParams({ status: 'all', limit: String(PAGE_SIZE) });
+  if (before != null) q.set('before', String(before));
+  if (s.category) q.set('category', s.category);
+  return `/v1/me/notifications?${q}`;
+}
+
+// ---------------------------------------------------------------- session
+
+function startSession(token) {
+  if (S) signOut(S);
+  const claims = decodeClaims(token);
+  if (!claims || typeof claims.sub !== 'string' || !claims.sub) {
+    showSignin('That is not a valid token (expected a JWT with a "sub" claim).');
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  let markLoaded;
+  const s = {
+    token,
+    sub: claims.sub,
+    exp: Number(claims.exp),
+    items: new Map(),      // id -> { n, li }
+    deleted: new Set(),    // ids deleted while the page is open (guards late "load older" pages)
+    categories: new Set(),
+    category: '',          // active filter, '' = all
+    lastSeq: 0,            // last applied seq = the resume point
+    unread: 0,
+    nextBefore: null,
+    ready: false,          // false while the list (re)loads; events wait in `pending`
+    pending: [],
+    loadGen: 0,
+    loaded: new Promise(resolve => { markLoaded = resolve; }),
+    markLoaded,
+    leading: false,
+    live: null,            // the leader's transport
+    state: null,           // the leader's last connection state message
+    channel: null,
+    onElection: null,
+    cleanups: [],
+    closed: false,
+  };
+  S = s;
+  showCenter(s);
+  showConnection('connecting', null);
+  coordinate(s);
+  reload(s);
+  if (Number.isFinite(s.exp)) watchExpiry(s, s.exp * 1000 - Date.now() + 1000);
+  s.cleanups.push(() => { clearTimeout(s.expiryTimer); clearTimeout(s.countTimer); });
+}
+
+function signOut(s, message = 'Signed out.') {
+  if (s.closed) return;
+  s.closed = true;
+  for (const undo of s.cleanups.reverse()) undo();
+  if (S !== s) return;
+  S = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignin(message);
+}
+
+/** Followers hold no connection, so they notice expiry here (the server has the last word). */
+function watchExpiry(s, delay) {
+  clearTimeout(s.expiryTimer);
+  s.expiryTimer = setTimeout(async () => {
+    if (Date.now() < s.exp * 1000) return watchExpiry(s, s.exp * 1000 - Date.now() + 1000);
+    if (await checkToken(s)) watchExpiry(s, 30000); // server clock or leeway differs: ask again later
+  }, Math.max(0, Math.min(delay, MAX_TIMEOUT)));
+}
+
+// ------------------------------------------------------ tab coordination
+
+function coordinate(s) {
+  if (!('BroadcastChannel' in window)) {
+    becomeLeader(s);
+    s.cleanups.push(() => resign(s));
+    return;
+  }
+  const channel = new BroadcastChannel(`herald:${s.sub}`);
+  s.channel = channel;
+  s.cleanups.push(() => channel.close());
+  channel.onmessage = ({ data: m }) => {
+    if (s.closed || !m) return;
+    if (m.t === 'event') { if (!s.leading) receive(s, m.ev); }
+    else if (m.t === 'state') { if (!s.leading) showConnection(m.connection, m.transport, true); }
+    else if (m.t === 'hello') { if (s.leading && s.state) relay(s, s.state); }
+    else s.onElection?.(m);
+  };
+  // Subscribe first, load second: relayed events that race the REST load wait in `pending`.
+  channel.postMessage({ t: 'hello' });
+  if (navigator.locks?.request) electWithLock(s); else electWithHeartbeat(s);
+  s.cleanups.push(() => resign(s)); // runs first (cleanups run in reverse)
+}
+
+function electWithLock(s) {
+  const abort = new AbortController();
+  let release = () => {};
+  // Per user, so tabs signed in as different users do not wait on each other.
+  navigator.locks.request(`herald-leader:${s.sub}`, { signal: abort.signal }, () => {
+    if (s.closed) return undefined;
+    return new Promise(resolve => { release = resolve; becomeLeader(s); });
+  }).catch(() => { /* aborted: signed out while waiting */ });
+  s.cleanups.push(() => { abort.abort(); release(); });
+}
+
+/** Fallback without Web Locks: the leader beats every 500 ms; silence for 3 s means it is gone. */
+function electWithHeartbeat(s) {
+  const me = Math.random().toString(36).slice(2);
+  let leader = null;
+  let deadline = Date.now() + 1500; // give a current leader time to make itself heard
+  let led = false; // announced ourselves as leader, so owe the others a 'bye'
+  const post = t => relay(s, { t, id: me });
+  s.onElection = m => {
+    if (m.t === 'beat') {
+      if (s.leading && m.id < me) { resign(s); led = false; } // two leaders: the smaller id wins
+      if (!s.leading) { leader = m.id; deadline = Date.now() + 3000; }
+    } else if (m.t === 'bye' && m.id === leader && !s.leading) {
+      deadline = Date.now() + Math.random() * 300; // take over soon; jitter avoids a crowd
+    }
+  };
+  const timer = setInterval(() => {
+    if (!s.leading && Date.now() > deadline) becomeLeader(s);
+    if (s.leading) { led = true; post('beat'); }
+  }, 500);
+  const bye = () => { resign(s); if (led) { led = false; post('bye'); } };
+  addEventListener('pagehide', bye);
+  s.cleanups.push(() => { bye(); clearInterval(timer); removeEventListener('pagehide', bye); });
+}
+
+function becomeLeader(s) {
+  if (s.closed || s.leading) return;
+  s.leading = true;
+  leaderState(s, 'connecting', null);
+  // Connect only after the list loaded: its last_seq is where the stream resumes.
+  s.loaded.then(() => { if (s.leading && !s.live && !s.closed) s.live = openLive(s); });
+}
+
+function resign(s) {
+  if (!s.leading) return;
+  s.live?.close();
+  s.live = null;
+  relay(s, { t: 'state', connection: 'reconnecting', transport: s.state?.transport ?? null });
+  s.leading = false;
+}
+
+/** Posts to the other tabs; a late callback after sign-out finds the channel closed. */
+function relay(s, message) {
+  try { s.channel?.postMessage(message); } catch { /* closed */ }
+}
+
+/** The leader shows its connection state and tells the followers. */
+function leaderState(s, connection, transport) {
+  if (s.closed || !s.leading) return;
+  s.state = { t: 'state', connection, transport };
+  relay(s, s.state);
+  showConnection(connection, transport);
+}
+
+// ------------------------------------------------------------- transports
+
+const TRANSPORTS = { sse: openSse, ws: openWs, poll: openPoll };
+
+function transportOrder() {
+  const forced = new URLSearchParams(location.search).get('transport');
+  if (forced && Object.hasOwn(TRANSPORTS, forced)) return [forced];
+  return [window.EventSource && 'sse', window.WebSocket && 'ws', 'poll'].filter(Boolean);
+}
+
+/**
+ * Opens the first transport of the order; one that never reaches OPEN after a
+ * few tries hands over to the next (`fallback`). Transports report
+ * 'connecting' (never open yet), 'live' (open) and 'reconnecting' (lost,
+ * retrying), like EventSource's readyState.
+ */
+function openLive(s) {
+  const order = transportOrder();
+  let index = 0;
+  let current;
+  const h = {
+    token: s.token,
+    from: () => s.lastSeq,
+    state: connection => leaderState(s, connection, order[index]),
+    event(ev) {
+      relay(s, { t: 'event', ev });
+      receive(s, ev);
+    },
+    stillSignedIn: () => checkToken(s),
+    fallback() {
+      if (index + 1 >= order.length) return false;
+      current.close();
+      current = TRANSPORTS[order[++index]](h);
+      return true;
+    },
+  };
+  current = TRANSPORTS[order[0]](h);
+  return { close: () => current.close() };
+}
+
+/** Where a stream continues after this event: a reset moves the cursor to its last_seq. */
+function cursorAfter(ev, cursor) {
+  const next = Number(ev.type === 'reset' ? ev.data?.last_seq : ev.seq);
+  return Number.isSafeInteger(next) ? next : cursor;
+}
+
+function openSse(h) {
+  let es;
+  let opened = false; // reached OPEN at least once: later errors are reconnects, not a reason to fall back
+  let tries = 0;
+  let closed = false;
+  let timer;
+
+  const connect = () => {
+    es = new EventSource(`/v1/me/stream?access_token=${encodeURIComponent(h.token)}&last_event_id=${h.from()}`);
+    h.state(opened ? 'reconnecting' : 'connecting');
+    // A buffering proxy can keep the stream from ever opening: count that as a failed try.
+    timer = setTimeout(() => { es.close(); retry(); }, 10000);
+    es.onopen = () => {
+      clearTimeout(timer);
+      opened = true;
+      tries = 0;
+      h.state('live');
+    };
+    for (const type of EVENT_TYPES) {
+      es.addEventListener(type, e => {
+        let data;
+        try { data = JSON.parse(e.data); } catch { return; }
+        h.event({ seq: Number(e.lastEventId), type, data });
+      });
+    }
+    es.onerror = () => {
+      if (closed) return;
+      if (es.readyState === EventSource.CONNECTING) {
+        // The browser retries by itself and sends Last-Event-ID.
+        h.state(opened ? 'reconnecting' : 'connecting');
+        if (!opened && ++tries >= 3) h.fallback();
+        return;
+      }
+      // CLOSED: the server refused the stream (401, 429, 5xx…) and the browser gave up.
+      clearTimeout(timer);
+      retry();
+    };
+  };
+
+  const retry = async () => {
+    h.state(opened ? 'reconnecting' : 'connecting');
+    if (!(await h.stillSignedIn()) || closed) return;
+    tries += 1;
+    if (!opened && tries >= 3 && h.fallback()) return;
+    timer = setTimeout(connect, backoff(tries));
+  };
+
+  connect();
+  return { close() { closed = true; clearTimeout(timer); es?.close(); } };
+}
+
+function openWs(h) {
+  let ws;
+  let cursor = h.from();
+  let opened = false;
+  let tries = 0;
+  let closed = false;
+  let timer;
+  let pinger;
+
+  const connect = () => {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    ws = new WebSocket(`${scheme}//${location.host}/v1/me/ws?access_token=${encodeURIComponent(h.token)}&last_event_id=${cursor}`);
+    h.state(opened ? 'reconnecting' : 'connecting');
+    ws.onopen = () => {
+      opened = true;
+      tries = 0;
+      h.state('live');
+      // Keeps idle proxies from cutting the socket; the server answers {"type":"pong"}.
+      pinger = setInterval(() => ws.send('{"type":"ping"}'), 25000);
+    };
+    ws.onmessage = e => {
+      let msg;
+      try { msg = JSON.parse(e.data); } catch { return; }
+      if (!msg || !EVENT_TYPES.includes(msg.type)) return; // pong, ack, error
+      cursor = cursorAfter(msg, cursor);
+      h.event({ seq: msg.seq, type: msg.type, data: msg.data });
+    };
+    ws.onclose = async () => {
+      clearInterval(pinger);
+      if (closed) return;
+      h.state(opened ? 'reconnecting' : 'connecting');
+      // A refused handshake (401) is invisible to WebSocket: ask REST.
+      if (!(await h.stillSignedIn()) || closed) return;
+      tries += 1;
+      if (!opened && tries >= 3 && h.fallback()) return;
+      timer = setTimeout(connect, backoff(tries));
+    };
+  };
+
+  connect();
+  return {
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      clearInterval(pinger);
+      ws?.close();
+    },
+  };
+}
+
+function openPoll(h) {
+  let cursor = h.from();
+  let closed = false;
+  let abort;
+
+  (async () => {
+    let opened = false;
+    let attempt = 0;
+    h.state('connecting');
+    while (!closed) {
+      abort = new AbortController();
+      try {
+        // The Bearer header keeps the token out of URLs (and access logs).
+        const res = await fetch(`/v1/me/events?after=${cursor}&wait=25`, {
+          headers: { Accept: 'application/json', Authorization: `Bearer ${h.token}` },
+          cache: 'no-store',
+          signal: abort.signal,
+        });
+        if (res.status === 401 && !(await h.stillSignedIn())) return;
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        const body = await res.json();
+        if (closed) return;
+        opened = true;
+        attempt = 0;
+        h.state('live');
+        for (const ev of body.events) {
+          cursor = cursorAfter(ev, cursor);
+          h.event(ev);
+        }
+        if (!body.events.length && Number.isSafeInteger(body.last_seq)) cursor = body.last_seq;
+      } catch {
+        if (closed) return;
+        h.state(opened ? 'reconnecting' : 'connecting');
+        await sleep(backoff(attempt++));
+      }
+    }
+  })();
+
+  return { close() { closed = true; abort?.abort(); } };
+}
+
+// ------------------------------------------------------------ the log
+
+/** Entry point for every live event, whether from our own transport or relayed by the leader. */
+function receive(s, ev) {
+  if (s.closed || !ev) return;
+  if (!s.ready) { s.pending.push(ev); return; }
+  apply(s, ev);
+}
+
+function apply(s, ev) {
+  if (ev.type === 'reset') { reload(s); return; }
+  const seq = Number(ev.seq);
+  if (!Number.isSafeInteger(seq) || seq <= s.lastSeq) return; // already applied (or reflected by REST)
+  s.lastSeq = seq;
+  const d = ev.data || {};
+  switch (ev.type) {
+    case 'notification': addNotification(s, d); break;
+    case 'read': setRead(s, d.id, d.read_at || new Date().toISOString()); break;
+    case 'unread': setRead(s, d.id, null); break;
+    case 'read_all': readAll(s, d); break;
+    case 'deleted': removeNotification(s, d.id); break;
+    default: break; // unknown types still advance the cursor
+  }
+  renderMeta(s);
+}
+
+/** (Re)loads the first page. Its last_seq becomes the resume point; events newer than it are replayed on top. */
+async function reload(s) {
+  const gen = ++s.loadGen;
+  s.ready = false;
+  let page;
+  for (let attempt = 0; !page; attempt++) {
+    try {
+      page = await api(s, listUrl(s));
+    } catch (err) {
+      if (err.signedOut || s.closed || gen !== s.loadGen) return;
+      showError(`Could not load notifications: ${err.message}`);
+      await sleep(backoff(attempt));
+    }
+    if (s.closed || gen !== s.loadGen) return;
+  }
+  ui.list.replaceChildren();
+  s.items.clear();
+  s.lastSeq = page.last_seq;
+  s.unread = page.unread_count;
+  s.nextBefore = page.next_before;
+  for (const n of page.items) insertItem(s, n);
+  s.ready = true;
+  for (const ev of s.pending.splice(0)) {
+    // This snapshot already covers any reset that was queued while it loaded.
+    if (ev.type === 'reset' && !(ev.data?.last_seq > s.lastSeq)) continue;
+    apply(s, ev);
+  }
+  renderMeta(s);
+  s.markLoaded();
+}
+
+async function loadOlder(s) {
+  if (s.nextBefore == null) return;
+  const gen = s.loadGen;
+  ui.loadOlder.disabled = true;
+  try {
+    const page = await api(s, listUrl(s, s.nextBefore));
+    if (s.closed || gen !== s.loadGen) return; // the list was reloaded meanwhile
+    for (const n of page.items) {
+      if (!s.items.has(n.id) && !s.deleted.has(n.id)) insertItem(s, n);
+    }
+    s.nextBefore = page.next_before;
+    renderMeta(s);
+  } catch (err) {
+    if (!err.signedOut) showError(`Could not load older notifications: ${err.message}`);
+  } finally {
+    ui.loadOlder.disabled = false;
+  }
+}
+
+/** True when every notification of the user is in the list, so unknown ids change nothing. */
+const complete = s => !s.category && s.nextBefore == null;
+
+function addNotification(s, n) {
+  if (!n.id || s.items.has(n.id) || s.deleted.has(n.id)) return;
+  if (!n.read_at) s.unread += 1; // the badge counts every category
+  if (s.category && n.category !== s.category) { noteCategory(s, n.category); return; }
+  insertItem(s, n);
+  ui.announce.textContent = `New notification: ${n.title}`;
+}
+
+function setRead(s, id, readAt) {
+  const item = s.items.get(id);
+  if (!item) { if (!complete(s)) refreshCount(s); return; }
+  s.unread += Number(!readAt) - Number(!item.n.read_at);
+  item.n.read_at = readAt;
+  renderReadState(item);
+}
+
+function readAll(s, { up_to_seq: upTo, read_at: readAt }) {
+  let loadedUnread = 0;
+  let oldest = Infinity;
+  for (const item of s.items.values()) {
+    if (item.n.seq <= upTo && !item.n.read_at) {
+      item.n.read_at = readAt || new Date().toISOString();
+      renderReadState(item);
+    }
+    if (!item.n.read_at) loadedUnread += 1;
+    oldest = Math.min(oldest, item.n.seq);
+  }
+  // Unloaded notifications are all older than the oldest loaded one; if that
+  // one is covered, they are all read now and the count is exact.
+  if (!s.category && (s.nextBefore == null || upTo >= oldest)) s.unread = loadedUnread;
+  else refreshCount(s);
+}
+
+function removeNotification(s, id) {
+  s.deleted.add(id);
+  const item = s.items.get(id);
+  if (!item) { if (!complete(s)) refreshCount(s); return; }
+  if (!item.n.read_at) s.unread -= 1;
+  s.items.delete(id);
+  // Keep keyboard focus in the list instead of dropping it to <body>.
+  if (item.li.contains(document.activeElement)) {
+    const neighbour = item.li.nextElementSibling || item.li.previousElementSibling;
+    (neighbour?.querySelector('button') || ui.markAll).focus();
+  }
+  item.li.remove();
+}
+
+/**
+ * The count cannot be derived from a partial list (an unknown id may or may
+ * not have been unread), so ask the server, and trust only an answer taken at
+ * exactly the seq we have applied; otherwise events are still under way.
+ */
+function refreshCount(s, attempt = 0) {
+  clearTimeout(s.countTimer);
+  s.countTimer = setTimeout(async () => {
+    let page;
+    try { page = await api(s, '/v1/me/notifications?status=unread&limit=1'); } catch { return; }
+    if (s.closed) return;
+    if (s.ready && page.last_seq === s.lastSeq) {
+      s.unread = page.unread_count;
+      renderMeta(s);
+    } else if (attempt < 10) {
+      refreshCount(s, attempt + 1);
+    }
+  }, 250 + attempt * 500);
+}
+
+// -------------------------------------------------------------- rendering
+
+function insertItem(s, n) {
+  const item = { n, li: renderItem(n) };
+  // Newest first by seq; live and "load older" items land in their place.
+  const before = [...ui.list.children].find(li => Number(li.dataset.seq) < n.seq) || null;
+  ui.list.insertBefore(item.li, before);
+  s.items.set(n.id, item);
+  noteCategory(s, n.category);
+}
+
+function renderItem(n) {
+  const li = el('li', 'notification');
+  li.dataset.id = n.id;
+  li.dataset.seq = String(n.seq);
+
+  const content = el('div', 'content');
+  const head = el('div', 'head');
+  head.append(el('span', 'visually-hidden unread-flag', 'Unread: '), el('h3', 'title', n.title));
+  if (n.category) head.append(el('span', 'category', n.category));
+  content.append(head);
+  if (n.body) content.append(el('p', 'body', n.body));
+  const time = el('time', 'time', relativeTime(n.created_at));
+  time.dateTime = n.created_at;
+  time.title = fullTime(n.created_at);
+  content.append(time);
+
+  const actions = el('div', 'actions');
+  const toggle = el('button', 'read-toggle');
+  const del = el('button', 'delete', 'Delete');
+  toggle.type = del.type = 'button';
+  del.setAttribute('aria-label', `Delete: ${n.title}`);
+  actions.append(toggle, del);
+
+  li.append(content, actions);
+  renderReadState({ n, li });
+  return li;
+}
+
+function renderReadState({ n, li }) {
+  const unread = !n.read_at;
+  li.classList.toggle('unread', unread);
+  li.querySelector('.unread-flag').hidden = !unread;
+  li.querySelector('.read-toggle').textContent = unread ? 'Mark read' : 'Mark unread';
+}
+
+function renderMeta(s) {
+  if (s.unread < 0) { s.unread = 0; refreshCount(s); } // drifted: clamp and recompute
+  ui.unread.textContent = String(s.unread);
+  ui.unread.classList.toggle('zero', s.unread === 0);
+  document.title = s.unread ? `(${s.unread}) Herald` : 'Herald';
+  ui.empty.hidden = !s.ready || s.items.size > 0;
+  ui.loadOlder.hidden = s.nextBefore == null;
+  document.body.dataset.lastSeq = String(s.lastSeq);
+}
+
+function noteCategory(s, category) {
+  if (!category || s.categories.has(category)) return;
+  s.categories.add(category);
+  const option = el('option', null, category);
+  option.value = category;
+  ui.filter.append(option);
+}
+
+function refreshTimes() {
+  for (const time of ui.list.querySelectorAll('time')) time.textContent = relativeTime(time.dateTime);
+}
+
+function showConnection(connection, transport, relayed = false) {
+  const body = document.body;
+  body.dataset.connection = connection;
+  if (transport) body.dataset.transport = transport;
+  else delete body.dataset.transport;
+  ui.connection.dataset.state = connection;
+  const label = CONNECTION_LABELS[connection] || connection;
+  ui.connection.textContent = transport ? `${label} · ${TRANSPORT_NAMES[transport] || transport}` : label;
+  ui.connection.title = relayed ? 'Connection shared with another tab' : '';
+}
+
+function showSignin(message) {
+  ui.center.hidden = true;
+  ui.account.hidden = true;
+  ui.list.replaceChildren();
+  ui.unread.textContent = '0';
+  ui.unread.classList.add('zero');
+  document.title = 'Herald';
+  ui.signinMessage.textContent = message || '';
+  ui.signinMessage.hidden = !message;
+  ui.tokenInput.value = '';
+  ui.signin.hidden = false;
+  showConnection('closed', null);
+}
+
+function showCenter(s) {
+  ui.signin.hidden = true;
+  ui.error.hidden = true;
+  ui.user.textContent = s.sub;
+  ui.account.hidden = false;
+  ui.list.replaceChildren();
+  ui.filter.replaceChildren(Object.assign(el('option', null, 'All'), { value: '' }));
+  ui.empty.hidden = true;
+  ui.loadOlder.hidden = true;
+  ui.center.hidden = false;
+  document.body.dataset.lastSeq = '0';
+}
+
+// ----------------------------------------------------------------- wiring
+
+/**
+ * Sends a change; the UI follows when its event arrives, only failures show
+ * here. Buttons stay enabled: the event may beat the response, and repeating
+ * a change is harmless.
+ */
+async function act(url, method, failure) {
+  const s = S;
+  if (!s) return;
+  try {
+    await api(s, url, { method });
+  } catch (err) {
+    if (!err.signedOut) showError(`${failure}: ${err.message}`);
+  }
+}
+
+ui.list.addEventListener('click', e => {
+  const button = e.target.closest('button');
+  const li = button?.closest('li.notification');
+  if (!li) return;
+  const base = `/v1/me/notifications/${encodeURIComponent(li.dataset.id)}`;
+  if (button.classList.contains('read-toggle')) {
+    const unread = li.classList.contains('unread');
+    act(`${base}/${unread ? 'read' : 'unread'}`, 'POST',
+      unread ? 'Could not mark as read' : 'Could not mark as unread');
+  } else if (button.classList.contains('delete')) {
+    act(base, 'DELETE', 'Could not delete');
+  }
+});
+
+ui.markAll.addEventListener('click', () =>
+  act('/v1/me/notifications/read-all', 'POST', 'Could not mark all as read'));
+
+ui.loadOlder.addEventListener('click', () => { if (S) loadOlder(S); });
+
+ui.filter.addEventListener('change', () => {
+  if (!S) return;
+  S.category = ui.filter.value;
+  reload(S);
+});
+
+ui.signout.addEventListener('click', () => { if (S) signOut(S); });
+
+ui.signin.addEventListener('submit', e => {
+  e.preventDefault();
+  const token = ui.tokenInput.value.trim();
+  if (token) startSession(token);
+});
+
+// A new #token= link opened in this tab changes only the fragment.
+addEventListener('hashchange', () => {
+  const token = tokenFromUrl();
+  if (token) startSession(token);
+});
+
+// Closing tab: tell the followers at once; the lock (or the heartbeat 'bye') hands leadership on.
+addEventListener('pagehide', () => { if (S) resign(S); });
+// Back from the back/forward cache the connection is gone: start afresh.
+addEventListener('pageshow', e => { if (e.persisted) location.reload(); });
+
+setInterval(refreshTimes, 30000);
+
+{
+  const token = tokenFromUrl() || sessionStorage.getItem(TOKEN_KEY);
+  if (token) startSession(token);
+  else showSignin();
+}

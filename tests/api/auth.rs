@@ -1,0 +1,214 @@
+//! Every way a token can be wrong, each with a problem+json answer.
+
+use herald::auth::Claims;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+
+use crate::helpers::{TestApp, assert_problem};
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(sub: Option<&str>, exp: i64) -> Claims {
+    Claims {
+        sub: sub.map(str::to_owned),
+        exp,
+        nbf: None,
+        iat: Some(now()),
+        iss: None,
+        aud: None,
+        scope: None,
+    }
+}
+
+async fn list_with(app: &TestApp, token: &str) -> reqwest::Response {
+    app.http
+        .get(app.url("/v1/me/notifications"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn missing_and_malformed_authorization() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .get(app.url("/v1/me/notifications"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    assert_problem(r, 401, "Authorization: Bearer").await;
+    let r = app
+        .http
+        .get(app.url("/v1/me/notifications"))
+        .header("Authorization", "Basic dXNlcjpwYXNz")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 401, "must be `Bearer <token>`").await;
+    assert_problem(list_with(&app, "not.a.jwt").await, 401, "malformed").await;
+    // The streaming endpoints say the same without a token.
+    let r = app.http.get(app.url("/v1/me/stream")).send().await.unwrap();
+    assert_problem(r, 401, "Bearer").await;
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_tokens() {
+    let app = TestApp::spawn().await;
+    let expired = app.sign(&claims(Some("u"), now() - 3600));
+    assert_problem(list_with(&app, &expired).await, 401, "expired").await;
+    let mut early = claims(Some("u"), now() + 3600);
+    early.nbf = Some(now() + 1800);
+    assert_problem(
+        list_with(&app, &app.sign(&early)).await,
+        401,
+        "not valid yet",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_signature_none_and_other_algorithms_are_refused() {
+    let app = TestApp::spawn().await;
+    let c = claims(Some("u"), now() + 3600);
+    let other_key = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(b"another secret"),
+    )
+    .unwrap();
+    assert_problem(list_with(&app, &other_key).await, 401, "signature").await;
+
+    // Same secret, but HS384: the algorithm is pinned by configuration.
+    let secret = b"herald-development-secret-change-me";
+    let hs384 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS384),
+        &c,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap();
+    assert_problem(list_with(&app, &hs384).await, 401, "configured algorithm").await;
+
+    // alg: none, no signature.
+    use base64_helper::url;
+    let none = format!(
+        "{}.{}.",
+        url(br#"{"alg":"none","typ":"JWT"}"#),
+        url(serde_json::to_string(&c).unwrap().as_bytes())
+    );
+    let r = list_with(&app, &none).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn a_token_without_sub_is_refused() {
+    let app = TestApp::spawn().await;
+    let token = app.sign(&claims(None, now() + 3600));
+    assert_problem(list_with(&app, &token).await, 401, "no `sub`").await;
+}
+
+#[tokio::test]
+async fn publishing_needs_the_publish_or_admin_scope() {
+    let app = TestApp::spawn().await;
+    let body = serde_json::json!({"recipients": ["x"], "title": "t"});
+    let user = app.token("someone", None);
+    let r = app
+        .http
+        .post(app.url("/v1/notifications"))
+        .bearer_auth(&user)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403, "`publish` scope").await;
+    let other_scope = app.token("someone", Some("read write"));
+    let r = app
+        .http
+        .post(app.url("/v1/notifications"))
+        .bearer_auth(&other_scope)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 403, "`publish` scope").await;
+    let admin = app.admin();
+    let r = app
+        .http
+        .post(app.url("/v1/notifications"))
+        .bearer_auth(&admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        app.row_counts().await.1,
+        1,
+        "only the admin's publish created anything"
+    );
+}
+
+#[tokio::test]
+async fn access_token_is_refused_outside_the_streaming_endpoints() {
+    let app = TestApp::spawn().await;
+    let token = app.token("u", None);
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/me/notifications?access_token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 401, "only on the streaming endpoints").await;
+    let r = app
+        .http
+        .post(app.url(&format!(
+            "/v1/notifications?access_token={}",
+            app.publisher()
+        )))
+        .json(&serde_json::json!({"recipients": ["x"], "title": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 401, "only on the streaming endpoints").await;
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+    // ...and accepted on the stream.
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/me/stream?access_token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn oversized_tokens_are_refused_before_parsing() {
+    let app = TestApp::spawn().await;
+    let mut c = claims(Some("u"), now() + 3600);
+    c.scope = Some("x".repeat(9000));
+    assert_problem(list_with(&app, &app.sign(&c)).await, 401, "larger than").await;
+}
+
+/// Unpadded base64url, enough to forge an unsigned token.
+mod base64_helper {
+    pub fn url(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+            for i in 0..=chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}

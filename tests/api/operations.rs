@@ -1,0 +1,87 @@
+//! Health, readiness, unknown routes, and behaviour while the database is down.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_problem, start_private_postgres, wait_for};
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap()
+        ),
+        (200, json!({"status": "ok"}))
+    );
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problem_404() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .get(app.url("/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404, "no route for GET /v1/nothing-here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_down_requests_answer_503_and_nothing_is_half_written() {
+    let pg = start_private_postgres("outage");
+    pg.create_database("herald").await.unwrap();
+    let url = pg.url("herald");
+    let app = TestApp::spawn_on(&url, |_| {}).await;
+    app.publish(&["u"], "before").await;
+    let data_dir = crate::helpers::scratch_dir_path("outage");
+    app.pool.close().await;
+    pg.stop();
+
+    let r = app
+        .post_notification(&json!({"recipients": ["u", "v"], "title": "during"}))
+        .await;
+    assert_problem(r, 503, "database").await;
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_problem(r, 503, "database").await;
+    let r = app.get_as("u", "/v1/me/notifications").await;
+    assert_problem(r, 503, "database").await;
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Back up: the service recovers without a restart, and the failed
+    // publish left nothing behind.
+    let pg = herald::embedded_pg::EmbeddedPostgres::start(herald::embedded_pg::Options {
+        data_dir,
+        fsync: false,
+        max_connections: 100,
+    })
+    .unwrap();
+    wait_for(|| async {
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let page = app.list("u", "").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(app.list("v", "").await["last_seq"], 0);
+    app.publish(&["u"], "after").await;
+    assert_eq!(app.list("u", "").await["last_seq"], 2);
+    pg.stop();
+}
