@@ -17,5 +17,6 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
+pub mod stats;
 pub mod subscription;
 pub mod telemetry;

@@ -183,6 +183,7 @@ impl Worker {
         match result {
             Ok(committed) => {
                 self.wake_local(committed.local);
+                self.hub.stats.published(committed.created);
                 let elapsed = started.elapsed().as_secs_f64();
                 for (job, outcome) in jobs.into_iter().zip(committed.outcomes) {
                     metrics::histogram!("herald_publish_commit_seconds").record(elapsed);
@@ -361,7 +362,11 @@ impl Worker {
             .zip(published)
             .map(|(done, fresh)| done.unwrap_or_else(|| Ok(fresh.expect("published"))))
             .collect();
-        Ok(Committed { outcomes, local })
+        Ok(Committed {
+            outcomes,
+            local,
+            created: rows.ids.len() as u64,
+        })
     }
 
     fn wake_local(&self, local: HashMap<UserId, Vec<Event>>) {
@@ -391,6 +396,8 @@ struct Committed {
     outcomes: Vec<Result<Published, ApiError>>,
     /// Committed events of watched users, for this process's connections.
     local: HashMap<UserId, Vec<Event>>,
+    /// Notifications created.
+    created: u64,
 }
 
 /// Timestamps as PostgreSQL stores them (microseconds), so an event sent live

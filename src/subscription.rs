@@ -20,6 +20,7 @@ use crate::error::ApiError;
 use crate::event::Event;
 use crate::live::Watch;
 use crate::state::AppState;
+use crate::stats::Transport;
 
 /// What a transport writes to its client.
 #[derive(Debug)]
@@ -87,7 +88,7 @@ pub async fn open(
     state: &actix_web::web::Data<AppState>,
     principal: &Principal,
     resume: ResumePoint,
-    transport: &'static str,
+    transport: Transport,
 ) -> Result<mpsc::Receiver<Frame>, ApiError> {
     let watch = state
         .hub
@@ -121,7 +122,7 @@ struct Pump {
     cursor: i64,
     tx: mpsc::Sender<Frame>,
     expires_at: i64,
-    transport: &'static str,
+    transport: Transport,
     sent: u64,
 }
 
@@ -131,8 +132,8 @@ struct Stop(End);
 impl Pump {
     async fn run(mut self) {
         let opened = Instant::now();
-        let gauge = metrics::gauge!("herald_connections", "transport" => self.transport);
-        gauge.increment(1.0);
+        let state = self.state.clone();
+        let _counted = state.hub.stats.connection(self.transport);
         let remaining = self.expires_at - chrono::Utc::now().timestamp();
         let expiry = tokio::time::sleep(Duration::from_secs(remaining.max(0) as u64));
         tokio::pin!(expiry);
@@ -197,12 +198,11 @@ impl Pump {
             }
         };
         if end == End::SlowClient {
-            metrics::counter!("herald_slow_client_disconnects_total", "transport" => self.transport).increment(1);
+            metrics::counter!("herald_slow_client_disconnects_total", "transport" => self.transport.as_str()).increment(1);
         }
         let _ = self.tx.try_send(Frame::Closing(end));
-        gauge.decrement(1.0);
         tracing::info!(
-            transport = self.transport,
+            transport = self.transport.as_str(),
             user = %self.watch.user,
             duration_ms = opened.elapsed().as_millis() as u64,
             events_sent = self.sent,
@@ -247,8 +247,7 @@ impl Pump {
             Ok(()) => {
                 self.cursor = seq;
                 self.sent += 1;
-                metrics::counter!("herald_delivered_events_total", "transport" => self.transport)
-                    .increment(1);
+                self.state.hub.stats.delivered(self.transport);
                 Ok(())
             }
             Err(SendTimeoutError::Timeout(_)) => Err(Stop(End::SlowClient)),

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::UserId;
 use crate::event::Event;
+use crate::stats::Stats;
 
 #[derive(Debug, Clone, Default)]
 pub struct Wake {
@@ -49,6 +50,8 @@ struct Entry {
 pub struct TooManyStreams(pub usize);
 
 pub struct Hub {
+    /// Connection and delivery counters of this process.
+    pub stats: Stats,
     users: DashMap<UserId, Entry>,
     max_streams_per_user: usize,
     streams: AtomicUsize,
@@ -74,6 +77,7 @@ impl Drop for Watch {
 impl Hub {
     pub fn new(max_streams_per_user: usize) -> Arc<Self> {
         Arc::new(Self {
+            stats: Stats::default(),
             users: DashMap::new(),
             max_streams_per_user,
             streams: AtomicUsize::new(0),

@@ -11,6 +11,7 @@ use crate::auth::StreamUser;
 use crate::domain::ResumePoint;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::stats::Transport;
 use crate::subscription::{self, Frame};
 
 #[derive(Deserialize)]
@@ -32,7 +33,7 @@ pub async fn sse(
         .get("Last-Event-ID")
         .map(|v| v.to_str().unwrap_or("invalid"));
     let resume = ResumePoint::parse(header.or(query.last_event_id.as_deref()));
-    let frames = subscription::open(&state, &principal, resume, "sse").await?;
+    let frames = subscription::open(&state, &principal, resume, Transport::Sse).await?;
     let events = ReceiverStream::new(frames).map(render);
     Ok(sse::Sse::from_infallible_stream(events)
         .with_retry_duration(Duration::from_millis(state.settings.server.retry_ms))
