@@ -34,13 +34,14 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// The RFC 9457 body.
+#[derive(Debug, Serialize)]
+pub struct Problem {
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
 }
 
 impl ApiError {
@@ -80,16 +81,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (slug, title) = self.kind();
         let status = self.status_code();
-        let detail = match self {
-            // The cause goes to the log, not to the client.
-            Self::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
-                "the server failed to handle this request".to_owned()
-            }
-            other => other.to_string(),
-        };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
         if let Self::TooManyRequests {
@@ -102,12 +94,28 @@ impl ResponseError for ApiError {
         if let Self::Unauthorized(_) = self {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(Problem {
+        response.json(self.problem())
+    }
+}
+
+impl ApiError {
+    /// The problem document, also sent in WebSocket error frames.
+    pub fn problem(&self) -> Problem {
+        let (slug, title) = self.kind();
+        let detail = match self {
+            // The cause goes to the log, not to the client.
+            Self::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                "the server failed to handle this request".to_owned()
+            }
+            other => other.to_string(),
+        };
+        Problem {
             kind: format!("https://herald.example/problems/{slug}"),
             title,
-            status: status.as_u16(),
+            status: self.status_code().as_u16(),
             detail,
-        })
+        }
     }
 }
 

@@ -216,16 +216,17 @@ impl Pump {
     async fn catch_up(&mut self) -> Result<bool, Stop> {
         let page = self.state.settings.stream.replay_page;
         loop {
-            let events =
-                match db::events::read_after(&self.state.pool, &self.watch.user, self.cursor, page)
-                    .await
-                {
-                    Ok(events) => events,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading the log for a live connection failed");
-                        return Ok(false);
-                    }
-                };
+            let read = async {
+                let mut conn = self.state.pool.acquire().await?;
+                db::events::read_after(&mut conn, &self.watch.user, self.cursor, page).await
+            };
+            let events = match read.await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the log for a live connection failed");
+                    return Ok(false);
+                }
+            };
             let full = events.len() as i64 == page;
             metrics::counter!("herald_replayed_events_total").increment(events.len() as u64);
             for event in events {

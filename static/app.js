@@ -416,7 +416,7 @@ function openWs(h) {
       tries = 0;
       h.state('live');
       // Keeps idle proxies from cutting the socket; the server answers {"type":"pong"}.
-      pinger = setInterval(() => ws.send('{"type":"ping"}'), 25000);
+      pinger = setInterval(() => ws.send('{"op":"ping"}'), 25000);
     };
     ws.onmessage = e => {
       let msg;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
+use sqlx::PgConnection;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::UserId;
@@ -61,7 +61,7 @@ impl LogRow {
 /// notifications are left out; deleted ones are gone (their `deleted` event
 /// remains).
 pub async fn read_after(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     user: &UserId,
     after: i64,
     limit: i64,
@@ -84,7 +84,7 @@ pub async fn read_after(
     .bind(user.as_str())
     .bind(after)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(LogRow::into_event).collect())
 }

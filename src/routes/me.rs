@@ -67,10 +67,7 @@ pub async fn page_of(
     user: &crate::domain::UserId,
     filter: ListFilter<'_>,
 ) -> Result<Page, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = db::snapshot(&state.pool).await?;
     let (last_seq, unread_count) = db::notifications::summary(&mut tx, user).await?;
     let limit = filter.limit;
     let mut items = db::notifications::list(

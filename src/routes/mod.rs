@@ -4,8 +4,10 @@
 mod extractors;
 mod me;
 mod ops;
+mod poll;
 mod publish;
 mod stream;
+mod ws;
 
 pub use extractors::{json_config, path_config, query_config};
 pub use ops::not_found;
@@ -25,6 +27,8 @@ macro_rules! route_table {
 
 route_table! {
     get    "/"                                  => ops::page;
+    get    "/app.js"                            => ops::script;
+    get    "/app.css"                           => ops::stylesheet;
     get    "/healthz"                           => ops::healthz;
     get    "/readyz"                            => ops::readyz;
     get    "/metrics"                           => ops::metrics;
@@ -37,4 +41,6 @@ route_table! {
     post   "/v1/me/notifications/{id}/read"     => me::read;
     post   "/v1/me/notifications/{id}/unread"   => me::unread;
     get    "/v1/me/stream"                      => stream::sse;
+    get    "/v1/me/ws"                          => ws::ws;
+    get    "/v1/me/events"                      => poll::events;
 }

@@ -7,5 +7,7 @@ mod instances;
 mod me;
 mod openapi;
 mod operations;
+mod poll;
 mod publish;
 mod sse;
+mod ws;

@@ -1,0 +1,108 @@
+//! `GET /v1/me/events`: polling and long-polling, for clients with neither
+//! EventSource nor WebSocket. A waiting poll holds no thread and no database
+//! connection: it waits on the same per-user wake-up as a stream.
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::time::Duration;
+
+use crate::auth::StreamUser;
+use crate::db;
+use crate::domain::{ResumePoint, UserId};
+use crate::error::ApiError;
+use crate::event::EventFrame;
+use crate::state::AppState;
+use crate::stats::Transport;
+use crate::subscription;
+
+#[derive(Deserialize)]
+pub struct PollQuery {
+    after: Option<String>,
+    wait: Option<u64>,
+    limit: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct PollAnswer<'a> {
+    events: Vec<EventFrame<'a>>,
+    /// The user's current seq, from the same snapshot as `events`: when
+    /// `events` is empty, nothing visible lies between `after` and it.
+    last_seq: i64,
+}
+
+pub async fn events(
+    state: web::Data<AppState>,
+    StreamUser(principal): StreamUser,
+    query: web::Query<PollQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let wait = query.wait.unwrap_or(0);
+    if wait > 60 {
+        return Err(ApiError::BadRequest(
+            "wait must be between 0 and 60 seconds".into(),
+        ));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 500".into(),
+        ));
+    }
+    let _counted = state.hub.stats.connection(Transport::Poll);
+    // Subscribe before the first read, as streams do.
+    let mut watch = state.hub.watch_poll(&principal.user);
+    let resume = ResumePoint::parse(query.after.as_deref());
+    let (cursor, reset) = subscription::start_position(&state, &watch, resume).await?;
+    if let Some(last_seq) = reset {
+        let data =
+            RawValue::from_string(format!(r#"{{"last_seq":{last_seq}}}"#)).expect("valid JSON");
+        let reset = EventFrame {
+            seq: last_seq,
+            kind: "reset",
+            data: &data,
+        };
+        return Ok(HttpResponse::Ok().json(PollAnswer {
+            events: vec![reset],
+            last_seq,
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        let (events, last_seq) = read(&state, &principal.user, cursor, limit).await?;
+        let expired = tokio::time::Instant::now() >= deadline;
+        if !events.is_empty() || expired {
+            for _ in &events {
+                state.hub.stats.delivered(Transport::Poll);
+            }
+            let frames = events.iter().map(|e| e.frame()).collect();
+            return Ok(HttpResponse::Ok().json(PollAnswer {
+                events: frames,
+                last_seq,
+            }));
+        }
+        tokio::select! {
+            _ = watch.rx.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            // Answer (empty) at once, so the client comes back elsewhere.
+            _ = state.shutdown.cancelled() => {
+                return Ok(HttpResponse::Ok().json(PollAnswer { events: Vec::new(), last_seq }));
+            }
+        }
+    }
+}
+
+/// Events after `cursor` and the user's seq, from one snapshot.
+async fn read(
+    state: &AppState,
+    user: &UserId,
+    cursor: i64,
+    limit: i64,
+) -> Result<(Vec<crate::event::Event>, i64), ApiError> {
+    let mut tx = db::snapshot(&state.pool).await?;
+    let events = db::events::read_after(&mut tx, user, cursor, limit).await?;
+    let last_seq = db::users::positions(&mut tx, user)
+        .await?
+        .map_or(0, |p| p.last_seq);
+    tx.commit().await?;
+    Ok((events, last_seq))
+}

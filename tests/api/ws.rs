@@ -1,0 +1,246 @@
+//! The WebSocket transport: same log, same replay and reset rules.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::helpers::{TestApp, WAIT, assert_problem};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Socket {
+    let mut url = format!(
+        "{}/v1/me/ws?access_token={token}",
+        app.address.replacen("http", "ws", 1)
+    );
+    if let Some(id) = last_event_id {
+        url.push_str(&format!("&last_event_id={id}"));
+    }
+    let (socket, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the handshake succeeds");
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// The next JSON text frame (pings are answered by the library).
+pub async fn next_json(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .unwrap();
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Waits for the server's close frame and returns its code and reason.
+async fn closed(socket: &mut Socket) -> (CloseCode, String) {
+    loop {
+        match tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => return (frame.code, frame.reason.to_string()),
+            Some(Ok(Message::Close(None))) | None => panic!("closed without a reason"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("socket error {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn replay_then_live_frames_in_order() {
+    let app = TestApp::spawn().await;
+    for i in 1..=3 {
+        app.publish(&["wendy"], &format!("n{i}")).await;
+    }
+    let mut socket = connect(&app, &app.token("wendy", None), Some("1")).await;
+    let a = next_json(&mut socket).await;
+    let b = next_json(&mut socket).await;
+    assert_eq!(
+        (
+            a["seq"].as_i64(),
+            a["type"].as_str(),
+            a["data"]["title"].as_str()
+        ),
+        (Some(2), Some("notification"), Some("n2"))
+    );
+    assert_eq!(
+        (b["seq"].as_i64(), b["data"]["seq"].as_i64()),
+        (Some(3), Some(3))
+    );
+    let items = app.publish(&["wendy"], "live").await;
+    let live = next_json(&mut socket).await;
+    assert_eq!(live["seq"], 4);
+    assert_eq!(live["data"]["id"], items[0]["id"]);
+}
+
+#[tokio::test]
+async fn an_unusable_resume_point_gets_reset() {
+    let app = TestApp::spawn().await;
+    app.publish(&["walt"], "one").await;
+    let mut socket = connect(&app, &app.token("walt", None), Some("banana")).await;
+    assert_eq!(
+        next_json(&mut socket).await,
+        json!({"seq": 1, "type": "reset", "data": {"last_seq": 1}})
+    );
+    let mut socket = connect(&app, &app.token("walt", None), Some("7")).await;
+    assert_eq!(next_json(&mut socket).await["type"], "reset");
+}
+
+#[tokio::test]
+async fn commands_are_answered_and_bad_frames_get_error_frames() {
+    let app = TestApp::spawn().await;
+    let items = app.publish(&["wu"], "to read").await;
+    let id = items[0]["id"].as_str().unwrap();
+    let mut socket = connect(&app, &app.token("wu", None), Some("1")).await;
+
+    socket
+        .send(Message::text(r#"{"op":"ping","ref":"p1"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut socket).await,
+        json!({"type": "pong", "ref": "p1"})
+    );
+
+    socket
+        .send(Message::text("this is not json"))
+        .await
+        .unwrap();
+    let e = next_json(&mut socket).await;
+    assert_eq!(
+        (e["type"].as_str(), e["status"].as_i64()),
+        (Some("error"), Some(400))
+    );
+    assert!(e["detail"].as_str().unwrap().contains("JSON object"));
+
+    socket
+        .send(Message::text(r#"{"op":"fly","ref":2}"#))
+        .await
+        .unwrap();
+    let e = next_json(&mut socket).await;
+    assert_eq!(
+        (e["status"].as_i64(), e["ref"].as_i64()),
+        (Some(422), Some(2))
+    );
+
+    socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(next_json(&mut socket).await["status"], 400);
+
+    socket
+        .send(Message::text(r#"{"op":"read","ref":"r"}"#))
+        .await
+        .unwrap();
+    assert!(
+        next_json(&mut socket).await["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs an `id`")
+    );
+
+    let other = uuid::Uuid::new_v4();
+    socket
+        .send(Message::text(
+            json!({"op": "read", "id": other, "ref": 3}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let e = next_json(&mut socket).await;
+    assert_eq!(
+        (e["status"].as_i64(), e["ref"].as_i64()),
+        (Some(404), Some(3))
+    );
+
+    socket
+        .send(Message::text(
+            json!({"op": "read", "id": id, "ref": 4}).to_string(),
+        ))
+        .await
+        .unwrap();
+    // The ack and the event may come in either order.
+    let mut got = vec![next_json(&mut socket).await, next_json(&mut socket).await];
+    got.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
+    assert_eq!(got[0], json!({"type": "ack", "op": "read", "ref": 4}));
+    assert_eq!(
+        (
+            got[1]["type"].as_str(),
+            got[1]["seq"].as_i64(),
+            got[1]["data"]["id"].as_str()
+        ),
+        (Some("read"), Some(2), Some(id))
+    );
+    // Still connected after all that.
+    socket
+        .send(Message::text(r#"{"op":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn the_socket_closes_with_4001_when_the_token_expires() {
+    let app = TestApp::spawn_with(|s| s.auth.leeway_secs = 0).await;
+    let token = app.signer.token_for("wes", None, 2).unwrap();
+    let mut socket = connect(&app, &token, None).await;
+    assert_eq!(
+        closed(&mut socket).await,
+        (CloseCode::Library(4001), "token expired".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_plain_get_is_not_a_handshake() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .get(app.url("/v1/me/ws"))
+        .bearer_auth(app.token("x", None))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400, "WebSocket handshake").await;
+    let r = app.http.get(app.url("/v1/me/ws")).send().await.unwrap();
+    assert_problem(r, 401, "Bearer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_stops_reading_is_closed_and_resumes_from_the_log() {
+    let app = TestApp::spawn_with(|s| {
+        s.stream.buffer = 4;
+        s.stream.slow_client_timeout_ms = 300;
+    })
+    .await;
+    let token = app.token("wilma", None);
+    let mut socket = connect(&app, &token, Some("0")).await;
+    let total = 3000;
+    crate::helpers::publish_many(&app, "wilma", total, &"y".repeat(4000)).await;
+    let mut last = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                last = serde_json::from_str::<Value>(&t).unwrap()["seq"]
+                    .as_i64()
+                    .unwrap()
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => panic!("the server did not close the stalled socket"),
+        }
+    }
+    assert!(last > 0 && last < total, "got {last} of {total}");
+    let mut resumed = connect(&app, &token, Some(&last.to_string())).await;
+    for expected in last + 1..=total {
+        assert_eq!(next_json(&mut resumed).await["seq"], expected);
+    }
+}
