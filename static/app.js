@@ -460,8 +460,11 @@ function openPoll(h) {
     while (!closed) {
       abort = new AbortController();
       try {
-        // The Bearer header keeps the token out of URLs (and access logs).
-        const res = await fetch(`/v1/me/events?after=${cursor}&wait=25`, {
+        // The first poll answers at once, so the page knows it is live; later
+        // ones wait on the server. The Bearer header keeps the token out of
+        // URLs (and access logs).
+        const wait = opened ? 25 : 0;
+        const res = await fetch(`/v1/me/events?after=${cursor}&wait=${wait}`, {
           headers: { Accept: 'application/json', Authorization: `Bearer ${h.token}` },
           cache: 'no-store',
           signal: abort.signal,

@@ -1,0 +1,365 @@
+//! The message-center page in a real headless Chromium, driven through the
+//! DevTools protocol: live delivery, reconnect after the server drops the
+//! connection, tabs converging through the log, and the transport fallbacks.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{TestApp, WAIT};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// A headless Chromium with a fresh profile, killed when dropped.
+struct Browser {
+    _child: Child,
+    _profile: PathBuf,
+    out: mpsc::UnboundedSender<String>,
+    pending: Pending,
+    next_id: AtomicU64,
+}
+
+/// One tab, attached with its own DevTools session.
+struct Tab<'a> {
+    browser: &'a Browser,
+    session: String,
+}
+
+impl Browser {
+    async fn launch(name: &str) -> Self {
+        let binary =
+            std::env::var("HERALD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        assert!(
+            std::path::Path::new(&binary).exists(),
+            "Chromium is needed for the browser tests: install the `chromium` package (scripts/test.sh does)"
+        );
+        let profile = crate::helpers::scratch_dir(&format!("chromium-{name}"));
+        let mut child = Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+                "--window-size=1000,800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromium starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let endpoint = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("chromium exited before announcing its DevTools endpoint");
+        })
+        .await
+        .expect("chromium announces its DevTools endpoint");
+        // Keep draining stderr so Chromium never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+        let (socket, _) = tokio_tungstenite::connect_async(endpoint).await.unwrap();
+        let (mut sink, mut stream) = socket.split();
+        let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(text) = outgoing.recv().await {
+                if sink.send(Message::text(text)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let pending: Pending = Arc::default();
+        let dispatch = pending.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = stream.next().await {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if let Some(id) = message["id"].as_u64() {
+                    if let Some(reply) = dispatch.lock().await.remove(&id) {
+                        let _ = reply.send(message);
+                    }
+                }
+            }
+        });
+        Self {
+            _child: child,
+            _profile: profile,
+            out,
+            pending,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, answer) = oneshot::channel();
+        self.pending.lock().await.insert(id, reply);
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            message["sessionId"] = json!(s);
+        }
+        self.out.send(message.to_string()).unwrap();
+        let answer = tokio::time::timeout(WAIT, answer)
+            .await
+            .expect("DevTools answers")
+            .unwrap();
+        assert!(answer.get("error").is_none(), "{method} failed: {answer}");
+        answer["result"].clone()
+    }
+
+    /// A new tab; `before_load` runs in the page before its own scripts.
+    async fn open(&self, url: &str, before_load: Option<&str>) -> Tab<'_> {
+        let target = self
+            .call(None, "Target.createTarget", json!({"url": "about:blank"}))
+            .await;
+        let attached = self
+            .call(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await;
+        let tab = Tab {
+            browser: self,
+            session: attached["sessionId"].as_str().unwrap().to_owned(),
+        };
+        tab.call("Page.enable", json!({})).await;
+        if let Some(source) = before_load {
+            tab.call(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({"source": source}),
+            )
+            .await;
+        }
+        tab.call("Page.navigate", json!({"url": url})).await;
+        tab
+    }
+}
+
+impl Tab<'_> {
+    async fn call(&self, method: &str, params: Value) -> Value {
+        self.browser.call(Some(&self.session), method, params).await
+    }
+
+    async fn eval(&self, expression: &str) -> Value {
+        let result = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is true in the page.
+    async fn until(&self, expression: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if self.eval(expression).await == json!(true) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let state = self.eval("JSON.stringify({...document.body.dataset, error: document.querySelector('#error')?.textContent})").await;
+                panic!("`{expression}` did not become true; page state {state}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn titles(&self) -> Value {
+        self.eval(
+            "[...document.querySelectorAll('li.notification .title')].map(e => e.textContent)",
+        )
+        .await
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = decode_base64(shot["data"].as_str().unwrap());
+        assert_eq!(&png[1..4], b"PNG");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let clean: Vec<u8> = text
+        .bytes()
+        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | (value(c) as u32) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+fn page_url(app: &TestApp, user: &str, query: &str) -> String {
+    format!("{}/{query}#token={}", app.address, app.token(user, None))
+}
+
+const LIVE: &str = "document.body.dataset.connection === 'live'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_a_published_notification_live_and_after_a_server_drop() {
+    let app = TestApp::spawn().await;
+    app.publish(&["browser-user"], "Loaded with the page").await;
+    let browser = Browser::launch("live").await;
+    let tab = browser
+        .open(&page_url(&app, "browser-user", ""), None)
+        .await;
+    tab.until(LIVE).await;
+    assert_eq!(tab.eval("document.body.dataset.transport").await, "sse");
+    assert_eq!(tab.titles().await, json!(["Loaded with the page"]));
+    assert_eq!(
+        tab.eval("location.hash").await,
+        "",
+        "the token leaves the address bar"
+    );
+
+    let started = std::time::Instant::now();
+    let r = app
+        .post_notification(&json!({"recipients": ["browser-user"], "title": "Deploy finished", "body": "v2 is live", "category": "ci"}))
+        .await;
+    assert_eq!(r.status(), 201);
+    tab.until("document.querySelectorAll('li.notification').length === 2")
+        .await;
+    eprintln!("publish to on-screen: {:?}", started.elapsed());
+    assert_eq!(
+        tab.titles().await,
+        json!(["Deploy finished", "Loaded with the page"])
+    );
+    assert_eq!(
+        tab.eval("document.querySelector('#unread-count').textContent")
+            .await,
+        "2"
+    );
+    let shot = tab.screenshot("message-center.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // The server drops the connection; a notification is published while
+    // the browser is away; it shows up after the browser reconnects itself.
+    let user = herald::domain::UserId::parse("browser-user").unwrap();
+    assert!(app.handle.state().hub.kick(&user));
+    app.publish(&["browser-user"], "Published while away").await;
+    tab.until("document.body.dataset.connection === 'reconnecting'")
+        .await;
+    tab.until("document.querySelectorAll('li.notification').length === 3")
+        .await;
+    tab.until(LIVE).await;
+    assert_eq!(
+        tab.titles().await,
+        json!([
+            "Published while away",
+            "Deploy finished",
+            "Loaded with the page"
+        ])
+    );
+    assert_eq!(tab.eval("document.body.dataset.lastSeq").await, "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_in_one_tab_updates_the_badge_in_another() {
+    let app = TestApp::spawn().await;
+    app.publish(&["two-tabs"], "first").await;
+    app.publish(&["two-tabs"], "second").await;
+    let browser = Browser::launch("tabs").await;
+    let one = browser.open(&page_url(&app, "two-tabs", ""), None).await;
+    one.until(LIVE).await;
+    let two = browser.open(&page_url(&app, "two-tabs", ""), None).await;
+    two.until(LIVE).await;
+    for tab in [&one, &two] {
+        tab.until("document.querySelector('#unread-count').textContent === '2'")
+            .await;
+    }
+    one.eval(
+        "document.querySelector('li.notification[data-seq=\"2\"] button.read-toggle').click()",
+    )
+    .await;
+    for tab in [&one, &two] {
+        tab.until("document.querySelector('#unread-count').textContent === '1'")
+            .await;
+        tab.until("!document.querySelector('li.notification[data-seq=\"2\"]').classList.contains('unread')").await;
+    }
+    two.eval("document.querySelector('#mark-all-read').click()")
+        .await;
+    for tab in [&one, &two] {
+        tab.until("document.querySelector('#unread-count').textContent === '0'")
+            .await;
+    }
+    // Only the leader tab holds a live connection.
+    assert_eq!(
+        app.handle
+            .state()
+            .hub
+            .stats
+            .connections(herald::stats::Transport::Sse),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_eventsource_the_page_falls_back_to_websocket_then_long_polling() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::launch("fallback").await;
+    let ws = browser
+        .open(
+            &page_url(&app, "no-sse", ""),
+            Some("delete window.EventSource;"),
+        )
+        .await;
+    ws.until(LIVE).await;
+    assert_eq!(ws.eval("document.body.dataset.transport").await, "ws");
+    app.publish(&["no-sse"], "over a socket").await;
+    ws.until("document.querySelectorAll('li.notification').length === 1")
+        .await;
+    assert_eq!(ws.titles().await, json!(["over a socket"]));
+
+    let poll = browser
+        .open(
+            &page_url(&app, "no-sse-no-ws", ""),
+            Some("delete window.EventSource; delete window.WebSocket;"),
+        )
+        .await;
+    poll.until(LIVE).await;
+    assert_eq!(poll.eval("document.body.dataset.transport").await, "poll");
+    app.publish(&["no-sse-no-ws"], "by long-polling").await;
+    poll.until("document.querySelectorAll('li.notification').length === 1")
+        .await;
+    assert_eq!(poll.titles().await, json!(["by long-polling"]));
+}
