@@ -98,15 +98,20 @@ impl Verifier {
         let mut validation = Validation::new(algorithm);
         validation.leeway = s.leeway_secs;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must also be present: a token
+        // without the claim would otherwise pass unchecked.
+        let mut required = vec!["exp"];
         if !s.issuer.is_empty() {
             validation.set_issuer(&[&s.issuer]);
+            required.push("iss");
         }
         if s.audience.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&[&s.audience]);
+            required.push("aud");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self { key, validation })
     }
 
@@ -152,7 +157,9 @@ fn describe(kind: &ErrorKind) -> &'static str {
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
             "the token is not signed with the configured algorithm"
         }
-        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (exp)",
+        ErrorKind::MissingRequiredClaim(_) => {
+            "the token lacks a required claim (exp, or the configured iss/aud)"
+        }
         ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
         ErrorKind::InvalidAudience => "the token's audience is not accepted",
         _ => "the token is malformed",

@@ -212,3 +212,132 @@ mod base64_helper {
         out
     }
 }
+
+/// Generates a key pair with the openssl command line; returns (private
+/// PKCS#8 PEM path, public PEM path).
+fn key_pair(kind: &str) -> (String, String) {
+    let dir =
+        crate::helpers::scratch_dir(&format!("keys-{kind}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = dir.join("private.pem");
+    let public = dir.join("public.pem");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let (p, q) = (private.to_str().unwrap(), public.to_str().unwrap());
+    match kind {
+        "rsa" => {
+            run(&[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                p,
+            ]);
+            run(&["pkey", "-in", p, "-pubout", "-out", q]);
+        }
+        _ => {
+            run(&[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                p,
+            ]);
+            run(&["pkey", "-in", p, "-pubout", "-out", q]);
+        }
+    }
+    (p.to_owned(), q.to_owned())
+}
+
+#[tokio::test]
+async fn es256_with_a_public_key_and_no_algorithm_confusion() {
+    let (private, public) = key_pair("ec");
+    let public_pem = std::fs::read(&public).unwrap();
+    let app = TestApp::spawn_with(|s| {
+        s.auth.algorithm = "ES256".into();
+        s.auth.public_key_file = public.clone();
+        s.auth.private_key_file = private.clone();
+    })
+    .await;
+    assert_eq!(
+        list_with(&app, &app.token("ec-user", None)).await.status(),
+        200
+    );
+    let c = claims(Some("ec-user"), now() + 3600);
+    // An HS256 token keyed with the public key (the classic confusion attack).
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    assert_problem(
+        list_with(&app, &confused).await,
+        401,
+        "configured algorithm",
+    )
+    .await;
+    let dev_secret = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(b"herald-development-secret-change-me"),
+    )
+    .unwrap();
+    assert_problem(
+        list_with(&app, &dev_secret).await,
+        401,
+        "configured algorithm",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rs256_with_issuer_and_audience_checks() {
+    let (private, public) = key_pair("rsa");
+    let public_pem = std::fs::read(&public).unwrap();
+    let app = TestApp::spawn_with(|s| {
+        s.auth.algorithm = "RS256".into();
+        s.auth.public_key_file = public.clone();
+        s.auth.private_key_file = private.clone();
+        s.auth.issuer = "https://id.example".into();
+        s.auth.audience = "herald".into();
+    })
+    .await;
+    let mut c = claims(Some("rsa-user"), now() + 3600);
+    assert_problem(
+        list_with(&app, &app.sign(&c)).await,
+        401,
+        "lacks a required claim",
+    )
+    .await;
+    c.iss = Some("https://id.example".into());
+    c.aud = Some("someone-else".into());
+    assert_problem(list_with(&app, &app.sign(&c)).await, 401, "audience").await;
+    c.aud = Some("herald".into());
+    c.iss = Some("https://evil.example".into());
+    assert_problem(list_with(&app, &app.sign(&c)).await, 401, "issuer").await;
+    c.iss = Some("https://id.example".into());
+    assert_eq!(list_with(&app, &app.sign(&c)).await.status(), 200);
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    assert_problem(
+        list_with(&app, &confused).await,
+        401,
+        "configured algorithm",
+    )
+    .await;
+}
