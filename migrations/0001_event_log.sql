@@ -1,7 +1,7 @@
 -- One row per user who ever had a notification or opened a live connection.
 -- `last_seq` is the user's sequence counter: every change to the user's
 -- message center increments it while holding this row's lock, so a user's
--- events commit in seq order (see src/db/publish.rs for why that matters).
+-- events commit in seq order (see src/db/users.rs for why that matters).
 -- `purged_seq`: events with seq <= purged_seq may have been removed by
 -- retention; resuming from before it answers `reset`.
 CREATE TABLE users (

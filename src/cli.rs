@@ -1,7 +1,6 @@
 //! The `herald` command line: `serve` (default), `migrate`, `token`.
 
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
 
 use crate::auth::Signer;
 use crate::embedded_pg::{EmbeddedPostgres, Options};
@@ -122,7 +121,7 @@ async fn serve(settings: Settings, url: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(base: &str, signer: Option<&Signer>, _no_secret: bool) {
+fn print_banner(base: &str, signer: Option<&Signer>) {
     println!("Herald is listening on {base}");
     let Some(signer) = signer else {
         return;

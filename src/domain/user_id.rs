@@ -45,9 +45,9 @@ impl fmt::Display for UserId {
 
 impl<'de> Deserialize<'de> for UserId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <&str>::deserialize(d)
-            .or_else(|_| Err(serde::de::Error::custom("a user id must be a string")))?;
-        Self::parse(s).map_err(serde::de::Error::custom)
+        // Owned: an escaped JSON string cannot be borrowed.
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
