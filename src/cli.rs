@@ -107,11 +107,7 @@ async fn serve(settings: Settings, url: String) -> anyhow::Result<()> {
         host
     };
     let base = format!("http://{host}:{}", app.port());
-    print_banner(
-        &base,
-        demo.as_ref(),
-        settings.auth.secret.expose_secret().is_empty(),
-    );
+    print_banner(&base, demo.as_ref());
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
