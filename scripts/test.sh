@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs Herald's whole test suite: unit tests, the end-to-end API tests and
-# the browser tests. Extra arguments go to `cargo test`, e.g.
-#   scripts/test.sh sse::        (only tests whose name contains "sse::")
-#   DATABASE_URL=postgres://... scripts/test.sh   (use an existing server)
+# Runs Herald's whole test suite: unit tests, the end-to-end API and browser
+# tests, and a short run of the benchmark. Extra arguments go to `cargo test`:
+#   scripts/test.sh sse::                  only tests whose name contains "sse::"
+#   scripts/test.sh -- --nocapture         show the tests' output
+#   DATABASE_URL=postgres://... scripts/test.sh   use an existing server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +23,8 @@ need() {
 }
 
 # The tests start private PostgreSQL servers of their own (even with
-# DATABASE_URL, the outage test stops and restarts one), so the server
-# binaries must be here, on PATH or where Debian puts them.
+# DATABASE_URL, the outage test and the benchmark start one), so the server
+# binaries must be here: on PATH or where Debian puts them.
 has_postgres() {
     if command -v postgres >/dev/null && command -v initdb >/dev/null; then
         return 0
@@ -38,9 +39,10 @@ has_postgres() {
 }
 has_postgres || need postgresql "the PostgreSQL server (postgres, initdb)"
 
-# The browser tests drive Debian's Chromium through chromedriver.
-[ -x /usr/bin/chromium ] || need "chromium chromium-driver" "Chromium and chromedriver"
+# The browser tests drive a headless Chromium (HERALD_CHROMIUM names another).
+[ -x "${HERALD_CHROMIUM:-/usr/bin/chromium}" ] || need "chromium chromium-driver" "Chromium"
 
-# One debug build with one feature set for everything, so nothing is built
-# twice (CI's clippy and any later `cargo test` reuse the same dependencies).
-exec cargo test --locked --all-targets "$@"
+# Every target in one debug build with one feature set, so nothing is built
+# twice; --locked: test exactly the committed Cargo.lock; --no-fail-fast:
+# one run reports every failing test binary, not just the first.
+exec cargo test --locked --all-targets --no-fail-fast "$@"

@@ -1,0 +1,712 @@
+//! Durable publishing benchmark: Herald in-process on a private PostgreSQL
+//! with fsync on, driven over real HTTP. See BENCHMARKS.md for the method.
+//!
+//! ```text
+//! cargo bench --bench publish -- throughput [--publishers 64] [--users 1000] [--seconds 20]
+//! cargo bench --bench publish -- latency [--users 1000] [--rate 2000] [--seconds 20]
+//! ```
+//!
+//! With no scenario both run, one after the other. Under `cargo test` (no
+//! `--bench` argument, no scenario) both run for a second with a small load,
+//! as a smoke test that keeps this benchmark working.
+//!
+//! Each scenario prints a summary and one line `RESULT {json}`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use eventsource_stream::Eventsource;
+use futures_util::{StreamExt, TryStreamExt};
+use herald::auth::Signer;
+use herald::embedded_pg::{EmbeddedPostgres, Options};
+use herald::settings::Settings;
+use herald::startup::{AppHandle, Application};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Throughput,
+    Latency,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Throughput => "throughput",
+            Self::Latency => "latency",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    publishers: usize,
+    users: usize,
+    seconds: f64,
+    rate: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            publishers: 64,
+            users: 1000,
+            seconds: 20.0,
+            rate: 2000.0,
+        }
+    }
+}
+
+impl Config {
+    /// The `cargo test` smoke run: seconds, not minutes, even in debug.
+    fn smoke() -> Self {
+        Self {
+            publishers: 8,
+            users: 50,
+            seconds: 1.0,
+            rate: 200.0,
+        }
+    }
+}
+
+enum Plan {
+    Run(Vec<Scenario>, Config),
+    /// Under `cargo test` with a test-name filter or `--list`: nothing to do.
+    Skip,
+}
+
+/// `cargo bench` passes `--bench` after the user's arguments; `cargo test`
+/// does not, and may pass test filters and libtest flags instead.
+fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
+    let bench = args.iter().any(|a| a == "--bench");
+    let mut scenarios = Vec::new();
+    let mut config = Config::default();
+    let mut explicit = false;
+    let mut filtered = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        let mut value = || -> anyhow::Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => {
+                    i += 1;
+                    args.get(i)
+                        .cloned()
+                        .with_context(|| format!("{flag} needs a value"))
+                }
+            }
+        };
+        match flag {
+            "throughput" => scenarios.push(Scenario::Throughput),
+            "latency" => scenarios.push(Scenario::Latency),
+            "--bench" => {}
+            "--publishers" => config.publishers = value()?.parse()?,
+            "--users" => config.users = value()?.parse()?,
+            "--seconds" => config.seconds = value()?.parse()?,
+            "--rate" => config.rate = value()?.parse()?,
+            "--list" if !bench => return Ok(Plan::Skip),
+            _ if bench => bail!(
+                "unknown argument {arg:?}; usage: throughput|latency [--publishers N] [--users N] [--seconds S] [--rate R]"
+            ),
+            // libtest flags such as --nocapture mean nothing here.
+            _ if flag.starts_with("--") => {}
+            // A test-name filter: `cargo test sse::` must not run a benchmark.
+            _ => filtered = true,
+        }
+        if ["--publishers", "--users", "--seconds", "--rate"].contains(&flag) {
+            explicit = true;
+        }
+        i += 1;
+    }
+    if !bench && scenarios.is_empty() {
+        if filtered {
+            return Ok(Plan::Skip);
+        }
+        if !explicit {
+            config = Config::smoke();
+        }
+    }
+    if scenarios.is_empty() {
+        scenarios = vec![Scenario::Throughput, Scenario::Latency];
+    }
+    if config.publishers == 0 || config.users == 0 || config.seconds <= 0.0 || config.rate <= 0.0 {
+        bail!("--publishers, --users, --seconds and --rate must be positive");
+    }
+    Ok(Plan::Run(scenarios, config))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (scenarios, config) = match parse_args(&args)? {
+        Plan::Run(s, c) => (s, c),
+        Plan::Skip => return Ok(()),
+    };
+    // Both ends of every connection live in this process.
+    ensure_open_files(2 * (config.users + config.publishers) + 1024)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut failed = false;
+    for scenario in scenarios {
+        // A fresh server and database per scenario: no scenario measures
+        // what the previous one left behind.
+        let env = Env::start(&runtime)?;
+        let result = runtime.block_on(async {
+            match scenario {
+                Scenario::Throughput => throughput(&env, &config).await,
+                Scenario::Latency => latency(&env, &config).await,
+            }
+        });
+        env.stop(&runtime);
+        match result {
+            Ok(ok) => failed |= !ok,
+            Err(e) => {
+                eprintln!("{}: {e:#}", scenario.name());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// A private, durable PostgreSQL and Herald on a random port.
+struct Env {
+    pg: EmbeddedPostgres,
+    dir: PathBuf,
+    handle: AppHandle,
+    base: String,
+    signer: Signer,
+    http: reqwest::Client,
+}
+
+impl Env {
+    fn start(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let pg = EmbeddedPostgres::start(Options {
+            data_dir: dir.join("postgres"),
+            fsync: true,
+            max_connections: 300,
+        })?;
+        let mut settings =
+            Settings::load_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))?;
+        settings.server.listen = "127.0.0.1:0".into();
+        if std::env::var_os("RUST_LOG").is_some() {
+            herald::telemetry::init_logging(&settings.log, std::io::stderr);
+        }
+        let signer = Signer::from_settings(&settings.auth)?;
+        let (handle, port) = runtime.block_on(async {
+            pg.create_database("herald_bench").await?;
+            let app = Application::build(settings, &pg.url("herald_bench")).await?;
+            let (handle, port) = (app.handle(), app.port());
+            tokio::spawn(app.run_until_stopped());
+            anyhow::Ok((handle, port))
+        })?;
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            pg,
+            dir,
+            handle,
+            base: format!("http://127.0.0.1:{port}"),
+            signer,
+            http,
+        })
+    }
+
+    fn stop(self, runtime: &tokio::runtime::Runtime) {
+        runtime.block_on(self.handle.stop());
+        self.pg.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn publisher_token(&self) -> anyhow::Result<String> {
+        self.signer
+            .token_for("bench-publisher", Some("publish"), 24 * 3600)
+    }
+
+    /// `herald_publish_batch_requests` as (sum, count), to report how many
+    /// requests each publish transaction carried.
+    async fn batch_stats(&self) -> (f64, f64) {
+        let Ok(text) = async {
+            self.http
+                .get(self.url("/metrics"))
+                .send()
+                .await?
+                .text()
+                .await
+        }
+        .await
+        else {
+            return (0.0, 0.0);
+        };
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            value("herald_publish_batch_requests_sum "),
+            value("herald_publish_batch_requests_count "),
+        )
+    }
+
+    /// Records every user as known (a row with a seq counter), so the
+    /// measured publishes do not also create users.
+    async fn seed_users(&self, users: &[String], token: &str) -> anyhow::Result<()> {
+        for chunk in users.chunks(10_000) {
+            let response = self
+                .http
+                .post(self.url("/v1/notifications"))
+                .bearer_auth(token)
+                .json(&json!({"recipients": chunk, "title": "benchmark warm-up"}))
+                .send()
+                .await?;
+            if response.status() != 201 {
+                bail!(
+                    "seeding users: {} {}",
+                    response.status(),
+                    response.text().await?
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn user_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("bench-user-{i:05}")).collect()
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros() as i64
+}
+
+fn body_for(user: &str, sent_at_micros: i64) -> Value {
+    json!({
+        "recipients": [user],
+        "title": "Benchmark notification",
+        "body": "A durable single-recipient notification.",
+        "data": {"t": sent_at_micros},
+    })
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Percentiles {
+    p50: u64,
+    p99: u64,
+    max: u64,
+}
+
+impl Percentiles {
+    fn of(samples: &mut [u64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        Self {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: samples[samples.len() - 1],
+        }
+    }
+
+    fn json(self) -> Value {
+        json!({"p50": self.p50, "p99": self.p99, "max": self.max})
+    }
+
+    fn human(self) -> String {
+        format!(
+            "p50 {} / p99 {} / max {}",
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max)
+        )
+    }
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.2} ms", micros as f64 / 1000.0)
+}
+
+fn common_fields(scenario: Scenario, config: &Config) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("scenario".into(), scenario.name().into());
+    m.insert(
+        "build".into(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+        .into(),
+    );
+    m.insert(
+        "cores".into(),
+        std::thread::available_parallelism()
+            .map_or(0, |n| n.get())
+            .into(),
+    );
+    m.insert("fsync".into(), true.into());
+    m.insert("users".into(), config.users.into());
+    m.insert("seconds".into(), config.seconds.into());
+    m
+}
+
+/// Closed loop: `publishers` tasks publish back to back for `seconds`.
+async fn throughput(env: &Env, config: &Config) -> anyhow::Result<bool> {
+    let users = Arc::new(user_ids(config.users));
+    let token = Arc::new(env.publisher_token()?);
+    env.seed_users(&users, &token).await?;
+    let (batch_sum0, batch_count0) = env.batch_stats().await;
+
+    println!(
+        "throughput: {} publishers, {} users, {} s, fsync on ({} build)",
+        config.publishers,
+        config.users,
+        config.seconds,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(config.seconds);
+    let mut tasks = Vec::with_capacity(config.publishers);
+    for _ in 0..config.publishers {
+        let (http, url) = (env.http.clone(), env.url("/v1/notifications"));
+        let (users, token, next, errors) = (
+            Arc::clone(&users),
+            Arc::clone(&token),
+            Arc::clone(&next),
+            Arc::clone(&errors),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let body = body_for(&users[i % users.len()], unix_micros());
+                let sent = Instant::now();
+                let ok = match http
+                    .post(&url)
+                    .bearer_auth(&*token)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.status() == 201 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (batch_sum1, batch_count1) = env.batch_stats().await;
+
+    let published = latencies.len() as u64;
+    let errors = errors.load(Ordering::Relaxed);
+    let per_sec = published as f64 / elapsed;
+    let latency = Percentiles::of(&mut latencies);
+    let batch = (batch_sum1 - batch_sum0) / (batch_count1 - batch_count0).max(1.0);
+    println!("  published      {published} in {elapsed:.1} s, {errors} errors");
+    println!("  throughput     {per_sec:.0} publishes/s");
+    println!("  publish        {}", latency.human());
+    println!("  batch          {batch:.1} requests per transaction (mean)");
+
+    let mut result = common_fields(Scenario::Throughput, config);
+    result.insert("publishers".into(), config.publishers.into());
+    result.insert("elapsed_s".into(), json!(elapsed));
+    result.insert("published".into(), published.into());
+    result.insert("errors".into(), errors.into());
+    result.insert("publishes_per_sec".into(), json!(per_sec.round()));
+    result.insert("publish_latency_us".into(), latency.json());
+    result.insert("mean_batch_requests".into(), json!(batch));
+    println!("RESULT {}", Value::Object(result));
+    Ok(errors == 0 && published > 0)
+}
+
+/// What the SSE readers observed.
+#[derive(Default)]
+struct Deliveries {
+    received: AtomicU64,
+    /// A seq not above the previous one on the same stream.
+    out_of_order: AtomicU64,
+    resets: AtomicU64,
+    /// Streams that ended or broke while the benchmark was running.
+    ended: AtomicU64,
+    latencies: Mutex<Vec<u64>>,
+}
+
+async fn read_stream(
+    response: reqwest::Response,
+    deliveries: Arc<Deliveries>,
+    done: Arc<AtomicBool>,
+) {
+    let mut events = response.bytes_stream().eventsource();
+    let mut last_seq = 0i64;
+    while let Some(Ok(event)) = events.next().await {
+        let now = unix_micros();
+        match event.event.as_str() {
+            "notification" => {}
+            "reset" => {
+                deliveries.resets.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            _ => continue,
+        }
+        let seq: i64 = event.id.parse().unwrap_or(0);
+        if seq <= last_seq {
+            deliveries.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        last_seq = seq;
+        let sent_at = serde_json::from_str::<Value>(&event.data)
+            .ok()
+            .and_then(|v| v["data"]["t"].as_i64());
+        if let Some(t) = sent_at {
+            deliveries
+                .latencies
+                .lock()
+                .unwrap()
+                .push((now - t).max(0) as u64);
+            deliveries.received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if !done.load(Ordering::Relaxed) {
+        deliveries.ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Open loop: one live SSE stream per user, then publishes at a fixed rate
+/// whatever the response times; each carries its scheduled send time, and
+/// the readers measure publish→deliver latency from it.
+async fn latency(env: &Env, config: &Config) -> anyhow::Result<bool> {
+    let users = user_ids(config.users);
+    let token = Arc::new(env.publisher_token()?);
+    println!(
+        "latency: {} live SSE streams, {}/s for {} s, fsync on ({} build)",
+        config.users,
+        config.rate,
+        config.seconds,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+
+    // 1. Open every stream. The response headers arrive only after the
+    //    stream's subscription is registered, so once all are open, every
+    //    later publish is delivered live.
+    let sse_http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let opening = Instant::now();
+    let responses: Vec<reqwest::Response> = futures_util::stream::iter(users.iter())
+        .map(|user| {
+            let request = sse_http
+                .get(env.url("/v1/me/stream"))
+                .bearer_auth(env.signer.token_for(user, None, 24 * 3600).expect("signs"));
+            async move {
+                let response = request.send().await?;
+                if response.status() != 200 {
+                    bail!("opening a stream: {}", response.status());
+                }
+                anyhow::Ok(response)
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect()
+        .await?;
+    let open = env.handle.state().hub.stream_count();
+    if open != users.len() {
+        bail!("{open} streams registered, expected {}", users.len());
+    }
+    println!(
+        "  opened         {} streams in {:.1} s",
+        responses.len(),
+        opening.elapsed().as_secs_f64()
+    );
+    let deliveries = Arc::new(Deliveries::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = responses
+        .into_iter()
+        .map(|r| tokio::spawn(read_stream(r, Arc::clone(&deliveries), Arc::clone(&done))))
+        .collect();
+    let (batch_sum0, batch_count0) = env.batch_stats().await;
+
+    // 2. Publish on a fixed schedule: request i is due at start + i/rate and
+    //    is sent then even if earlier ones have not been answered.
+    let total = (config.rate * config.seconds).round() as u64;
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let start_unix = unix_micros() + 100_000;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let publish_latencies = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+    let mut max_lag = Duration::ZERO;
+    let mut requests = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let offset = Duration::from_secs_f64(i as f64 / config.rate);
+        let due = start + offset;
+        tokio::time::sleep_until(due).await;
+        max_lag = max_lag.max(tokio::time::Instant::now() - due);
+        let body = body_for(
+            &users[i as usize % users.len()],
+            start_unix + offset.as_micros() as i64,
+        );
+        let request = env
+            .http
+            .post(env.url("/v1/notifications"))
+            .bearer_auth(&*token)
+            .json(&body);
+        let (accepted, errors, publish_latencies) = (
+            Arc::clone(&accepted),
+            Arc::clone(&errors),
+            Arc::clone(&publish_latencies),
+        );
+        requests.push(tokio::spawn(async move {
+            let ok = match request.send().await {
+                Ok(r) => r.status() == 201 && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            if ok {
+                let took = (tokio::time::Instant::now() - due).as_micros() as u64;
+                publish_latencies.lock().unwrap().push(took);
+                accepted.fetch_add(1, Ordering::Relaxed);
+            } else {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for request in requests {
+        request.await?;
+    }
+    let sending = (tokio::time::Instant::now() - start).as_secs_f64();
+
+    // 3. Wait for the last deliveries.
+    let accepted = accepted.load(Ordering::Relaxed);
+    let drain = Instant::now() + Duration::from_secs(15);
+    while deliveries.received.load(Ordering::Relaxed) < accepted && Instant::now() < drain {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    for reader in &readers {
+        reader.abort();
+    }
+    let (batch_sum1, batch_count1) = env.batch_stats().await;
+
+    let received = deliveries.received.load(Ordering::Relaxed);
+    let errors = errors.load(Ordering::Relaxed);
+    let out_of_order = deliveries.out_of_order.load(Ordering::Relaxed);
+    let resets = deliveries.resets.load(Ordering::Relaxed);
+    let ended = deliveries.ended.load(Ordering::Relaxed);
+    let completeness = if accepted == 0 {
+        0.0
+    } else {
+        received as f64 / accepted as f64
+    };
+    let delivery = Percentiles::of(&mut deliveries.latencies.lock().unwrap());
+    let publish = Percentiles::of(&mut publish_latencies.lock().unwrap());
+    let batch = (batch_sum1 - batch_sum0) / (batch_count1 - batch_count0).max(1.0);
+    let offered = total as f64 / config.seconds;
+    println!(
+        "  sent           {total} at {offered:.0}/s ({accepted} accepted, {errors} errors) in {sending:.1} s; schedule lag max {}",
+        ms(max_lag.as_micros() as u64)
+    );
+    println!(
+        "  delivered      {received}/{accepted} ({:.3}%), {out_of_order} out of order, {resets} resets, {ended} streams ended early",
+        completeness * 100.0
+    );
+    println!("  publish→deliver {}", delivery.human());
+    println!("  publish        {}", publish.human());
+    println!("  batch          {batch:.1} requests per transaction (mean)");
+
+    let mut result = common_fields(Scenario::Latency, config);
+    result.insert("rate".into(), json!(config.rate));
+    result.insert("sent".into(), total.into());
+    result.insert("accepted".into(), accepted.into());
+    result.insert("errors".into(), errors.into());
+    result.insert("received".into(), received.into());
+    result.insert("completeness".into(), json!(completeness));
+    result.insert("out_of_order".into(), out_of_order.into());
+    result.insert("resets".into(), resets.into());
+    result.insert("streams_ended".into(), ended.into());
+    result.insert(
+        "schedule_lag_max_us".into(),
+        (max_lag.as_micros() as u64).into(),
+    );
+    result.insert("delivery_latency_us".into(), delivery.json());
+    result.insert("publish_latency_us".into(), publish.json());
+    result.insert("mean_batch_requests".into(), json!(batch));
+    println!("RESULT {}", Value::Object(result));
+    Ok(errors == 0
+        && accepted == total
+        && received == accepted
+        && out_of_order == 0
+        && resets == 0
+        && ended == 0)
+}
+
+/// Raises the soft open-files limit to the hard one when it is too low for
+/// `needed` descriptors (util-linux `prlimit`; no extra crate).
+fn ensure_open_files(needed: usize) -> anyhow::Result<()> {
+    let read = || -> Option<(u64, u64)> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut numbers = line
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u64>().ok());
+        Some((numbers.next()?, numbers.next()?))
+    };
+    let Some((soft, hard)) = read() else {
+        return Ok(());
+    };
+    if soft >= needed as u64 {
+        return Ok(());
+    }
+    let _ = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={hard}:{hard}"))
+        .status();
+    match read() {
+        Some((soft, _)) if soft >= needed as u64 => Ok(()),
+        _ => bail!(
+            "this run needs about {needed} open files but the limit is {soft} (hard {hard}); raise it (ulimit -n) or use fewer --users/--publishers"
+        ),
+    }
+}
