@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod broadcast;
 pub mod center;
 pub mod cli;
 pub mod db;
@@ -10,6 +11,7 @@ pub mod domain;
 pub mod embedded_pg;
 pub mod error;
 pub mod event;
+pub mod heartbeat;
 pub mod live;
 pub mod publish;
 pub mod retention;

@@ -59,6 +59,20 @@ pub struct PublishRequest {
     /// Distinct recipients, in the order given.
     pub recipients: Vec<UserId>,
     pub content: Content,
+    /// Set when this request is one chunk of a broadcast.
+    pub broadcast: Option<BroadcastChunk>,
+}
+
+/// A broadcast's progress, recorded in the transaction that commits the
+/// chunk's notifications: the chunk and the move of the broadcast's cursor
+/// commit together or not at all, so a crash never repeats or skips a chunk.
+#[derive(Debug, Clone)]
+pub struct BroadcastChunk {
+    pub id: Uuid,
+    /// The broadcast's cursor before this chunk (`None`: nothing sent yet).
+    pub from: Option<String>,
+    /// The last user id of this chunk: the cursor after it.
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +263,26 @@ impl Worker {
                         "this Idempotency-Key was used with a different request body".into(),
                     )),
                 });
+            }
+        }
+
+        // 1b. Broadcast chunks: move each broadcast's cursor in this same
+        // transaction. A chunk whose broadcast is no longer at the cursor it
+        // was read at (another instance sent it) is dropped, alone. Rows are
+        // locked in id order, after idempotency keys and before users, as in
+        // every batch.
+        let mut chunks: Vec<usize> = (0..requests.len())
+            .filter(|&i| outcomes[i].is_none() && requests[i].broadcast.is_some())
+            .collect();
+        chunks.sort_by_key(|&i| requests[i].broadcast.as_ref().map(|b| b.id));
+        for i in chunks {
+            let r = requests[i];
+            let b = r.broadcast.as_ref().expect("a broadcast chunk");
+            let sent = r.recipients.len() as i64;
+            if !db::broadcasts::advance(&mut tx, b.id, b.from.as_deref(), &b.to, sent).await? {
+                outcomes[i] = Some(Err(ApiError::Unprocessable(
+                    "this broadcast chunk was already sent".into(),
+                )));
             }
         }
 

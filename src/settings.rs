@@ -69,6 +69,13 @@ pub struct PublishSettings {
     pub workers: usize,
     pub max_batch_requests: usize,
     pub max_batch_rows: usize,
+    /// Users per broadcast chunk (one publish transaction each).
+    #[serde(default = "default_broadcast_chunk")]
+    pub broadcast_chunk: usize,
+}
+
+fn default_broadcast_chunk() -> usize {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,6 +139,9 @@ impl Settings {
         }
         if self.publish.workers == 0 || self.publish.max_batch_requests == 0 {
             return bad("publish.workers and publish.max_batch_requests must be positive");
+        }
+        if self.publish.broadcast_chunk == 0 {
+            return bad("publish.broadcast_chunk must be positive");
         }
         Ok(())
     }

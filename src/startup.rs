@@ -12,13 +12,14 @@ use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
 use crate::auth::Verifier;
+use crate::broadcast::Broadcaster;
 use crate::live::{Hub, listener};
 use crate::publish::Publisher;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::telemetry::{self, RedactedRootSpan};
-use crate::{db, retention};
+use crate::{db, heartbeat, retention};
 
 pub struct Application {
     port: u16,
@@ -76,6 +77,13 @@ impl Application {
             instance.clone(),
             settings.publish.clone(),
         );
+        let started_at = crate::publish::now_micros();
+        let (broadcaster, broadcasts) = Broadcaster::start(
+            pool.clone(),
+            publisher.clone(),
+            settings.publish.broadcast_chunk,
+            shutdown.clone(),
+        );
         let background = vec![
             tokio::spawn(listener::run(
                 listener_pool,
@@ -88,6 +96,13 @@ impl Application {
                 settings.retention.clone(),
                 shutdown.clone(),
             )),
+            tokio::spawn(heartbeat::run(
+                pool.clone(),
+                instance.clone(),
+                started_at,
+                shutdown.clone(),
+            )),
+            broadcasts,
         ];
         let _ = telemetry::metrics_handle();
         let state = web::Data::new(AppState {
@@ -97,6 +112,8 @@ impl Application {
             settings: Arc::clone(&settings),
             shutdown: shutdown.clone(),
             instance,
+            started_at,
+            broadcaster,
         });
         let app_state = state.clone();
         let body_limit = settings.server.max_body_bytes;

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::broadcast::Broadcaster;
 use crate::live::Hub;
 use crate::publish::Publisher;
 use crate::settings::Settings;
@@ -18,4 +20,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// This process's id in wake-ups.
     pub instance: String,
+    /// When this process started (listed in `/v1/admin/stats`).
+    pub started_at: DateTime<Utc>,
+    /// Wakes the broadcast worker when a broadcast is created.
+    pub broadcaster: Broadcaster,
 }

@@ -1,10 +1,13 @@
 //! SQL, one query per named function. Functions take a connection or a
 //! transaction (`&mut PgConnection`) or the pool, never build SQL from input.
 
+pub mod broadcasts;
 pub mod events;
 pub mod idempotency;
+pub mod instances;
 pub mod notifications;
 pub mod retention;
+pub mod stats;
 pub mod users;
 
 use std::time::Duration;

@@ -78,4 +78,9 @@ fn dispatch(hub: &Hub, instance: &str, payload: &str) {
             hub.wake(&user, seq, None);
         }
     }
+    for user in payload.kicks {
+        if let Ok(user) = UserId::parse(&user) {
+            hub.kick(&user);
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The NOTIFY payload: which users have events up to which seq, and which
 //! instance committed them (it has already woken its own connections).
 //! Only ids and numbers travel: the events themselves are read from the log.
+//! The same channel carries an administrator's disconnects (`k`): users whose
+//! live connections every other instance must end.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,10 @@ pub struct Payload {
     /// `[user_id, seq]` pairs.
     #[serde(rename = "w")]
     pub wakes: Vec<(String, i64)>,
+    /// Users to disconnect. Absent in plain wake-ups, which older instances
+    /// (that ignore unknown fields) still understand.
+    #[serde(default, rename = "k", skip_serializing_if = "Vec::is_empty")]
+    pub kicks: Vec<String>,
 }
 
 /// Splits wake-ups into payloads that each fit in one NOTIFY.
@@ -23,6 +29,7 @@ pub fn encode(instance: &str, wakes: impl IntoIterator<Item = (String, i64)>) ->
     let empty = Payload {
         instance: instance.to_owned(),
         wakes: Vec::new(),
+        kicks: Vec::new(),
     };
     let overhead = serde_json::to_string(&empty).expect("serializes").len();
     let mut current = Vec::new();
@@ -47,8 +54,39 @@ fn finish(instance: &str, wakes: Vec<(String, i64)>) -> String {
     serde_json::to_string(&Payload {
         instance: instance.to_owned(),
         wakes,
+        kicks: Vec::new(),
     })
     .expect("serializes")
+}
+
+/// Disconnects for other instances, split into payloads that each fit in one
+/// NOTIFY.
+pub fn encode_kicks(instance: &str, users: impl IntoIterator<Item = String>) -> Vec<String> {
+    let payload = |kicks: Vec<String>| {
+        serde_json::to_string(&Payload {
+            instance: instance.to_owned(),
+            wakes: Vec::new(),
+            kicks,
+        })
+        .expect("serializes")
+    };
+    let overhead = payload(Vec::new()).len() + 8;
+    let mut payloads = Vec::new();
+    let mut current = Vec::new();
+    let mut size = overhead;
+    for user in users {
+        let cost = serde_json::to_string(&user).expect("serializes").len() + 1;
+        if !current.is_empty() && size + cost > MAX_PAYLOAD {
+            payloads.push(payload(std::mem::take(&mut current)));
+            size = overhead;
+        }
+        size += cost;
+        current.push(user);
+    }
+    if !current.is_empty() {
+        payloads.push(payload(current));
+    }
+    payloads
 }
 
 pub fn decode(payload: &str) -> Option<Payload> {
@@ -74,5 +112,28 @@ mod tests {
             back.extend(decoded.wakes);
         }
         assert_eq!(back, wakes);
+    }
+
+    #[test]
+    fn kicks_travel_in_their_own_field_and_split_too() {
+        let users: Vec<String> = (0..500).map(|i| format!("user-{i}-ü\"/%")).collect();
+        let payloads = encode_kicks("inst", users.clone());
+        assert!(payloads.len() > 1);
+        let mut back = Vec::new();
+        for p in &payloads {
+            assert!(p.len() < 8000, "{}", p.len());
+            let decoded = decode(p).unwrap();
+            assert_eq!(decoded.instance, "inst");
+            assert!(decoded.wakes.is_empty());
+            back.extend(decoded.kicks);
+        }
+        assert_eq!(back, users);
+    }
+
+    #[test]
+    fn plain_wake_ups_have_no_kicks_field() {
+        let p = &encode("inst", [("u".to_owned(), 3)])[0];
+        assert_eq!(p, r#"{"i":"inst","w":[["u",3]]}"#);
+        assert!(decode(p).unwrap().kicks.is_empty());
     }
 }

@@ -1,6 +1,8 @@
 //! The route table. `ROUTES` is generated from the same list that registers
 //! the handlers, and a test checks it against `openapi.yaml`.
 
+mod admin;
+mod broadcast;
 mod extractors;
 mod me;
 mod ops;
@@ -34,6 +36,7 @@ route_table! {
     get    "/metrics"                           => ops::metrics;
     get    "/openapi.yaml"                      => ops::openapi;
     post   "/v1/notifications"                  => publish::publish;
+    post   "/v1/broadcasts"                     => broadcast::create;
     get    "/v1/me/notifications"               => me::list;
     post   "/v1/me/notifications/read-all"      => me::read_all;
     get    "/v1/me/notifications/{id}"          => me::get;
@@ -43,4 +46,9 @@ route_table! {
     get    "/v1/me/stream"                      => stream::sse;
     get    "/v1/me/ws"                          => ws::ws;
     get    "/v1/me/events"                      => poll::events;
+    get    "/v1/admin/stats"                    => admin::stats;
+    get    "/v1/admin/broadcasts/{id}"          => broadcast::get;
+    get    "/v1/admin/users/{user_id}/notifications"      => admin::list;
+    delete "/v1/admin/users/{user_id}/notifications/{id}" => admin::delete;
+    post   "/v1/admin/users/{user_id}/disconnect"         => admin::disconnect;
 }

@@ -123,6 +123,7 @@ pub async fn publish(
         idempotency,
         recipients: parse_recipients(recipients)?,
         content: body.content()?,
+        broadcast: None,
     };
     let started = std::time::Instant::now();
     let published = state.publisher.publish(request).await?;

@@ -93,10 +93,10 @@ impl Browser {
         tokio::spawn(async move {
             while let Some(Ok(Message::Text(text))) = stream.next().await {
                 let message: Value = serde_json::from_str(&text).unwrap();
-                if let Some(id) = message["id"].as_u64() {
-                    if let Some(reply) = dispatch.lock().await.remove(&id) {
-                        let _ = reply.send(message);
-                    }
+                if let Some(id) = message["id"].as_u64()
+                    && let Some(reply) = dispatch.lock().await.remove(&id)
+                {
+                    let _ = reply.send(message);
                 }
             }
         });

@@ -344,11 +344,8 @@ impl SseClient {
 
     /// Waits until the server ends the stream.
     pub async fn ended(&mut self) {
-        loop {
-            match self.next().await {
-                None => return,
-                Some(e) => panic!("expected the stream to end, got {e:?}"),
-            }
+        if let Some(e) = self.next().await {
+            panic!("expected the stream to end, got {e:?}");
         }
     }
 }

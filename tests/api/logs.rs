@@ -14,23 +14,63 @@ async fn tokens_never_reach_the_logs() {
 
     // Header, query (stream and WebSocket), failed auth by header and by
     // query, and a query token where it is not accepted.
-    assert_eq!(app.http.get(app.url("/v1/me/notifications")).bearer_auth(&header_token).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(app.url("/v1/me/notifications"))
+            .bearer_auth(&header_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let stream = app.sse_with_token(&query_token, None, Some("0")).await;
     drop(stream);
     let socket = crate::ws::connect(&app, &query_token, None).await;
     drop(socket);
-    let r = app.http.get(app.url("/v1/me/notifications")).bearer_auth(&expired).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/v1/me/notifications"))
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.http.get(app.url(&format!("/v1/me/stream?access_token={expired}"))).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/me/stream?access_token={expired}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.http.get(app.url(&format!("/v1/me/notifications?access_token={query_token}&x=1"))).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!(
+            "/v1/me/notifications?access_token={query_token}&x=1"
+        )))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.http.get(app.url(&format!("/v1/me/events?access_token={query_token}&after=0"))).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/me/events?access_token={query_token}&after=0")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     // The requests above are logged before this marker is.
     let marker_path = format!("/marker-{marker}");
-    assert_eq!(app.http.get(app.url(&marker_path)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.http
+            .get(app.url(&marker_path))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     wait_for(|| async { captured_logs().contains(&marker_path) }).await;
 
     let logs = captured_logs();
@@ -39,5 +79,8 @@ async fn tokens_never_reach_the_logs() {
         let signature = token.rsplit('.').next().unwrap();
         assert!(!logs.contains(signature), "a token reached the logs");
     }
-    assert!(!logs.contains("access_token="), "a query string with access_token reached the logs");
+    assert!(
+        !logs.contains("access_token="),
+        "a query string with access_token reached the logs"
+    );
 }

@@ -1,9 +1,13 @@
 //! End-to-end tests: real PostgreSQL, real HTTP, real SSE clients.
 
+mod admin;
 mod auth;
+mod broadcast;
+mod browser;
 mod concurrency;
 mod helpers;
 mod instances;
+mod logs;
 mod me;
 mod openapi;
 mod operations;

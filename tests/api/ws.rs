@@ -169,7 +169,7 @@ async fn commands_are_answered_and_bad_frames_get_error_frames() {
         .await
         .unwrap();
     // The ack and the event may come in either order.
-    let mut got = vec![next_json(&mut socket).await, next_json(&mut socket).await];
+    let mut got = [next_json(&mut socket).await, next_json(&mut socket).await];
     got.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
     assert_eq!(got[0], json!({"type": "ack", "op": "read", "ref": 4}));
     assert_eq!(

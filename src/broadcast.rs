@@ -1,0 +1,179 @@
+//! Broadcasts: one notification for every known user, sent in the
+//! background in chunks of `publish.broadcast_chunk` users.
+//!
+//! A broadcast is a row of `broadcasts` with a cursor (the last user id done,
+//! in `user_id` order). Each chunk goes through the publisher like any
+//! publish (seqs, NOTIFY, local wake-ups), and the publisher moves the cursor
+//! in the chunk's own transaction, only if it is still where this worker read
+//! it: a chunk is committed exactly once, whatever crashes. One instance at a
+//! time works on a broadcast (a session-level advisory lock, released when
+//! the session ends); unfinished broadcasts are picked up at start and by a
+//! periodic check, so another instance finishes what a dead one began.
+//!
+//! Users who become known while a broadcast runs get it if their id sorts
+//! after the cursor, and not otherwise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::db;
+use crate::domain::{Body, Category, NotificationData, Title, UserId};
+use crate::publish::{BroadcastChunk, Content, PublishRequest, Publisher};
+
+/// How often unfinished broadcasts are looked for when nothing wakes the
+/// worker (another instance's broadcast, or one a dead instance left).
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Wakes this instance's broadcast worker.
+#[derive(Clone)]
+pub struct Broadcaster {
+    wake: Arc<Notify>,
+}
+
+impl Broadcaster {
+    /// Starts the worker; it stops when `shutdown` is cancelled.
+    pub fn start(
+        pool: PgPool,
+        publisher: Publisher,
+        chunk: usize,
+        shutdown: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let wake = Arc::new(Notify::new());
+        let worker = Worker {
+            pool,
+            publisher,
+            chunk: chunk.max(1) as i64,
+            wake: Arc::clone(&wake),
+        };
+        (Self { wake }, tokio::spawn(worker.run(shutdown)))
+    }
+
+    /// A broadcast was created: start on it now rather than at the next check.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+struct Worker {
+    pool: PgPool,
+    publisher: Publisher,
+    chunk: i64,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    async fn run(self, shutdown: CancellationToken) {
+        loop {
+            // Stopping mid-chunk is safe: the chunk commits with its cursor
+            // or not at all, and the lock goes with the connection.
+            let worked = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = self.work_once() => r,
+            };
+            match worked {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "broadcast worker failed; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+            }
+        }
+    }
+
+    /// Finishes the oldest unfinished broadcast no other instance is working
+    /// on; `false` when there was none.
+    async fn work_once(&self) -> anyhow::Result<bool> {
+        let candidates = db::broadcasts::unfinished(&self.pool, 32).await?;
+        if candidates.is_empty() {
+            return Ok(false);
+        }
+        // The lock lives in its own session, so a pooled connection never
+        // carries it and a crash (or a lost connection) releases it.
+        let mut lock = PgConnection::connect_with(&self.pool.connect_options()).await?;
+        for id in candidates {
+            if !db::broadcasts::try_lock(&mut lock, id).await? {
+                continue;
+            }
+            let sent = self.send(id).await;
+            let _ = lock.close().await;
+            sent?;
+            return Ok(true);
+        }
+        let _ = lock.close().await;
+        Ok(false)
+    }
+
+    /// Sends broadcast `id` to everyone after its cursor, chunk by chunk.
+    async fn send(&self, id: Uuid) -> anyhow::Result<()> {
+        let Some(stored) = db::broadcasts::load(&self.pool, id).await? else {
+            return Ok(());
+        };
+        if stored.status == "done" {
+            return Ok(());
+        }
+        db::broadcasts::mark_running(&self.pool, id).await?;
+        tracing::info!(broadcast = %id, resume_after = ?stored.cursor, "broadcast running");
+        let publisher = UserId::parse(&stored.created_by).map_err(anyhow::Error::msg)?;
+        let mut cursor = stored.cursor.clone();
+        let content = content_of(stored)?;
+        loop {
+            let users =
+                db::broadcasts::recipients_after(&self.pool, cursor.as_deref(), self.chunk).await?;
+            let Some(last) = users.last().cloned() else {
+                if db::broadcasts::finish(&self.pool, id, cursor.as_deref()).await? {
+                    tracing::info!(broadcast = %id, "broadcast done");
+                }
+                return Ok(());
+            };
+            let recipients = users.iter().filter_map(|u| UserId::parse(u).ok()).collect();
+            self.publisher
+                .publish(PublishRequest {
+                    publisher: publisher.clone(),
+                    idempotency: None,
+                    recipients,
+                    content: content.clone(),
+                    broadcast: Some(BroadcastChunk {
+                        id,
+                        from: cursor.clone(),
+                        to: last.clone(),
+                    }),
+                })
+                .await?;
+            cursor = Some(last);
+        }
+    }
+}
+
+/// The stored content, checked again as a publish would check it.
+fn content_of(b: db::broadcasts::Stored) -> anyhow::Result<Content> {
+    let data = match b.data {
+        None => None,
+        Some(text) => Some(
+            NotificationData::parse(serde_json::from_str(&text)?).map_err(anyhow::Error::msg)?,
+        ),
+    };
+    Ok(Content {
+        title: Title::parse(b.title).map_err(anyhow::Error::msg)?,
+        body: b
+            .body
+            .map(Body::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        category: b
+            .category
+            .map(Category::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        data,
+        expires_at: b.expires_at,
+    })
+}
