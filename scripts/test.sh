@@ -40,7 +40,7 @@ has_postgres() {
 has_postgres || need postgresql "the PostgreSQL server (postgres, initdb)"
 
 # The browser tests drive a headless Chromium (HERALD_CHROMIUM names another).
-[ -x "${HERALD_CHROMIUM:-/usr/bin/chromium}" ] || need "chromium chromium-driver" "Chromium"
+[ -x "${HERALD_CHROMIUM:-/usr/bin/chromium}" ] || need chromium "Chromium"
 
 # Every target in one debug build with one feature set, so nothing is built
 # twice; --locked: test exactly the committed Cargo.lock; --no-fail-fast:

@@ -41,6 +41,7 @@ async fn commit_change(
         seq,
         kind,
         data: data.to_string().into(),
+        published_at: None,
     };
     state.hub.wake(user, seq, Some(Arc::from([event])));
     Ok(())

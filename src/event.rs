@@ -47,6 +47,9 @@ pub struct Event {
     pub seq: i64,
     pub kind: EventKind,
     pub data: Arc<str>,
+    /// When the publish request that created it arrived, if this process
+    /// took it (events read from the log do not know).
+    pub published_at: Option<std::time::Instant>,
 }
 
 /// `{"seq", "type", "data"}`: the frame of WebSocket and long-poll clients.
@@ -91,6 +94,7 @@ impl Notification {
             data: serde_json::to_string(self)
                 .expect("a notification serializes")
                 .into(),
+            published_at: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod embedded_pg;
 pub mod error;
 pub mod event;
 pub mod heartbeat;
+pub mod limits;
 pub mod live;
 pub mod publish;
 pub mod retention;

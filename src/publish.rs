@@ -92,6 +92,8 @@ type Reply = oneshot::Sender<Result<Published, ApiError>>;
 struct Job {
     request: PublishRequest,
     reply: Reply,
+    /// When the request was handed over, for the publish→deliver latency.
+    received: std::time::Instant,
 }
 
 /// The handle request handlers publish through.
@@ -126,7 +128,11 @@ impl Publisher {
     pub async fn publish(&self, request: PublishRequest) -> Result<Published, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { request, reply })
+            .send(Job {
+                request,
+                reply,
+                received: std::time::Instant::now(),
+            })
             .await
             .map_err(|_| ApiError::Unavailable("the service is shutting down".into()))?;
         answer
@@ -185,10 +191,11 @@ impl Worker {
     async fn commit(&self, jobs: Vec<Job>) {
         let started = std::time::Instant::now();
         let requests: Vec<&PublishRequest> = jobs.iter().map(|j| &j.request).collect();
+        let received: Vec<std::time::Instant> = jobs.iter().map(|j| j.received).collect();
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            match self.try_commit(&requests).await {
+            match self.try_commit(&requests, &received).await {
                 Err(e) if attempt < 3 && is_retryable(&e) => continue,
                 other => break other,
             }
@@ -220,7 +227,11 @@ impl Worker {
     }
 
     /// One transaction for the whole batch.
-    async fn try_commit(&self, requests: &[&PublishRequest]) -> Result<Committed, sqlx::Error> {
+    async fn try_commit(
+        &self,
+        requests: &[&PublishRequest],
+        received: &[std::time::Instant],
+    ) -> Result<Committed, sqlx::Error> {
         let created_at = now_micros();
         let mut tx = self.pool.begin().await?;
         let mut outcomes: Vec<Option<Result<Published, ApiError>>> =
@@ -386,7 +397,8 @@ impl Worker {
             let items = &published[i].as_ref().expect("published").notifications;
             for (user, item) in r.recipients.iter().zip(items) {
                 if self.hub.is_watched(user) {
-                    let event = notification(&r.content, item, created_at).to_event();
+                    let mut event = notification(&r.content, item, created_at).to_event();
+                    event.published_at = Some(received[i]);
                     local.entry(user.clone()).or_default().push(event);
                 }
             }

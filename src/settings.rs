@@ -66,6 +66,11 @@ pub struct StreamSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PublishSettings {
+    /// Publishes per second per publisher token (`sub`); 0: no limit.
+    #[serde(default)]
+    pub rate_per_sec: u32,
+    #[serde(default)]
+    pub burst: u32,
     pub workers: usize,
     pub max_batch_requests: usize,
     pub max_batch_rows: usize,

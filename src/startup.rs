@@ -13,6 +13,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::auth::Verifier;
 use crate::broadcast::Broadcaster;
+use crate::limits::PublishLimiter;
 use crate::live::{Hub, listener};
 use crate::publish::Publisher;
 use crate::routes;
@@ -114,6 +115,10 @@ impl Application {
             instance,
             started_at,
             broadcaster,
+            publish_limit: PublishLimiter::new(
+                settings.publish.rate_per_sec,
+                settings.publish.burst,
+            ),
         });
         let app_state = state.clone();
         let body_limit = settings.server.max_body_bytes;

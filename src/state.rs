@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcaster;
+use crate::limits::PublishLimiter;
 use crate::live::Hub;
 use crate::publish::Publisher;
 use crate::settings::Settings;
@@ -24,4 +25,5 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// Wakes the broadcast worker when a broadcast is created.
     pub broadcaster: Broadcaster,
+    pub publish_limit: PublishLimiter,
 }

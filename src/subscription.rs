@@ -134,6 +134,12 @@ impl Pump {
         let opened = Instant::now();
         let state = self.state.clone();
         let _counted = state.hub.stats.connection(self.transport);
+        tracing::info!(
+            transport = self.transport.as_str(),
+            user = %self.watch.user,
+            cursor = self.cursor,
+            "live connection opened"
+        );
         let remaining = self.expires_at - chrono::Utc::now().timestamp();
         let expiry = tokio::time::sleep(Duration::from_secs(remaining.max(0) as u64));
         tokio::pin!(expiry);
@@ -243,12 +249,17 @@ impl Pump {
             return Ok(());
         }
         let seq = event.seq;
+        let published_at = event.published_at;
         let timeout = self.state.settings.stream.slow_client_timeout();
         match self.tx.send_timeout(Frame::Event(event), timeout).await {
             Ok(()) => {
                 self.cursor = seq;
                 self.sent += 1;
                 self.state.hub.stats.delivered(self.transport);
+                if let Some(t) = published_at {
+                    metrics::histogram!("herald_publish_to_deliver_seconds")
+                        .record(t.elapsed().as_secs_f64());
+                }
                 Ok(())
             }
             Err(SendTimeoutError::Timeout(_)) => Err(Stop(End::SlowClient)),

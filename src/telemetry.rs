@@ -43,15 +43,49 @@ where
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = PrometheusBuilder::new()
             .set_buckets(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0,
             ])
             .expect("valid buckets")
             .install_recorder()
-            .expect("the metrics recorder is installed once")
+            .expect("the metrics recorder is installed once");
+        register_series();
+        handle
     })
+}
+
+/// Series that should be scraped (at zero) before anything happened.
+fn register_series() {
+    for transport in ["sse", "ws", "poll"] {
+        metrics::gauge!("herald_connections", "transport" => transport).increment(0.0);
+        metrics::counter!("herald_delivered_events_total", "transport" => transport).increment(0);
+        metrics::counter!("herald_slow_client_disconnects_total", "transport" => transport)
+            .increment(0);
+    }
+    for name in [
+        "herald_replayed_events_total",
+        "herald_resets_total",
+        "herald_listener_connects_total",
+        "herald_rate_limited_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::describe_histogram!(
+        "herald_publish_seconds",
+        metrics::Unit::Seconds,
+        "publish request: accepted to committed"
+    );
+    metrics::describe_histogram!(
+        "herald_publish_to_deliver_seconds",
+        metrics::Unit::Seconds,
+        "publish request accepted to event handed to a live connection of the same instance"
+    );
+    metrics::describe_histogram!(
+        "herald_publish_batch_requests",
+        "publish requests committed per transaction"
+    );
 }
 
 /// Gauges read at scrape time.

@@ -52,6 +52,7 @@ impl LogRow {
                 seq: self.seq,
                 kind,
                 data: Arc::from(data),
+                published_at: None,
             },
         }
     }

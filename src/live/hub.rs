@@ -203,6 +203,7 @@ mod tests {
             seq,
             kind: EventKind::Deleted,
             data: "{}".into(),
+            published_at: None,
         }
     }
 

@@ -83,8 +83,12 @@ pub async fn events(
         tokio::select! {
             _ = watch.rx.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
-            // Answer (empty) at once, so the client comes back elsewhere.
+            // Answer (empty) at once: the client comes back elsewhere, or
+            // (disconnected by an administrator) with a token checked anew.
             _ = state.shutdown.cancelled() => {
+                return Ok(HttpResponse::Ok().json(PollAnswer { events: Vec::new(), last_seq }));
+            }
+            _ = watch.kicked.cancelled() => {
                 return Ok(HttpResponse::Ok().json(PollAnswer { events: Vec::new(), last_seq }));
             }
         }

@@ -107,6 +107,7 @@ pub async fn publish(
     req: HttpRequest,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    state.publish_limit.check(&principal.user)?;
     let value = body.into_inner();
     // Keys of JSON objects are sorted here, so the same request in another
     // layout has the same hash.

@@ -9,6 +9,7 @@ mod helpers;
 mod instances;
 mod logs;
 mod me;
+mod metrics;
 mod openapi;
 mod operations;
 mod poll;
