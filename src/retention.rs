@@ -48,6 +48,16 @@ pub async fn purge_once(
             break;
         }
     }
+    if settings.notifications_days > 0 {
+        let cutoff = now - chrono::Duration::days(settings.notifications_days);
+        loop {
+            let n = retention::purge_old_notifications(&mut conn, cutoff, settings.batch).await?;
+            purged.notifications += n;
+            if n < settings.batch as u64 {
+                break;
+            }
+        }
+    }
     loop {
         let n = retention::purge_expired_notifications(&mut conn, now, settings.batch).await?;
         purged.notifications += n;

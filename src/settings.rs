@@ -86,6 +86,9 @@ fn default_broadcast_chunk() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetentionSettings {
     pub events_days: i64,
+    /// Notifications older than this are purged too; 0 keeps them forever.
+    #[serde(default)]
+    pub notifications_days: i64,
     pub idempotency_hours: i64,
     pub interval_secs: u64,
     pub batch: i64,

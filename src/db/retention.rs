@@ -33,7 +33,32 @@ pub async fn purge_events(
     .map(|n: i64| n as u64)
 }
 
-/// Deletes up to `batch` notifications that expired before `now`.
+/// Deletes up to `batch` notifications created before `cutoff` and moves
+/// each affected user's `purged_seq` past them: a notification row is also
+/// its `notification` event, so this shortens the log like `purge_events`.
+pub async fn purge_old_notifications(conn: &mut PgConnection, cutoff: DateTime<Utc>, batch: i64) -> Result<u64, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH gone AS (
+             DELETE FROM notifications
+             WHERE id IN (SELECT id FROM notifications WHERE created_at < $1 LIMIT $2)
+             RETURNING user_id, seq
+         ), horizon AS (
+             SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_id
+         ), moved AS (
+             UPDATE users u SET purged_seq = GREATEST(u.purged_seq, h.seq)
+             FROM horizon h WHERE u.user_id = h.user_id
+         )
+         SELECT COALESCE(sum(n), 0)::int8 FROM horizon",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .fetch_one(conn)
+    .await
+    .map(|n: i64| n as u64)
+}
+
+/// Deletes up to `batch` notifications that expired before `now`. Expired
+/// ones are already hidden from lists and replay, so the horizon stays.
 pub async fn purge_expired_notifications(
     conn: &mut PgConnection,
     now: DateTime<Utc>,

@@ -14,5 +14,6 @@ mod openapi;
 mod operations;
 mod poll;
 mod publish;
+mod retention;
 mod sse;
 mod ws;
