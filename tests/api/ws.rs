@@ -244,3 +244,45 @@ async fn a_socket_that_stops_reading_is_closed_and_resumes_from_the_log() {
         assert_eq!(next_json(&mut resumed).await["seq"], expected);
     }
 }
+
+#[tokio::test]
+async fn an_administrators_disconnect_closes_the_socket_with_4002() {
+    let app = TestApp::spawn().await;
+    let mut socket = connect(&app, &app.token("walker", None), None).await;
+    let r = app
+        .http
+        .post(app.url("/v1/admin/users/walker/disconnect"))
+        .bearer_auth(app.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        closed(&mut socket).await,
+        (
+            CloseCode::Library(4002),
+            "disconnected by an administrator".to_owned()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_closed() {
+    let app = TestApp::spawn_with(|s| s.server.heartbeat_secs = 1).await;
+    let mut socket = connect(&app, &app.token("wynn", None), None).await;
+    // Not reading means not answering the server's pings; after two
+    // intervals of silence the server gives up on this peer.
+    crate::helpers::wait_for(|| async {
+        app.handle
+            .state()
+            .hub
+            .stats
+            .connections(herald::stats::Transport::Ws)
+            == 0
+    })
+    .await;
+    assert_eq!(
+        closed(&mut socket).await,
+        (CloseCode::Away, "no answer to pings".to_owned())
+    );
+}
