@@ -1,5 +1,6 @@
 //! Counters of this process, for `/v1/admin/stats` (Prometheus has its own).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
@@ -29,12 +30,12 @@ impl Transport {
 }
 
 /// Counts one open connection (or waiting poll) for as long as it lives.
-pub struct ConnectionGuard<'a> {
-    stats: &'a Stats,
+pub struct ConnectionGuard {
+    stats: Arc<Stats>,
     transport: Transport,
 }
 
-impl Drop for ConnectionGuard<'_> {
+impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.stats
             .gauge(self.transport)
@@ -53,11 +54,12 @@ impl Stats {
         }
     }
 
-    pub fn connection(&self, transport: Transport) -> ConnectionGuard<'_> {
+    /// Counts a connection from now until the guard is dropped.
+    pub fn connection(self: &Arc<Self>, transport: Transport) -> ConnectionGuard {
         self.gauge(transport).fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("herald_connections", "transport" => transport.as_str()).increment(1.0);
         ConnectionGuard {
-            stats: self,
+            stats: Arc::clone(self),
             transport,
         }
     }

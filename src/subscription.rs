@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::event::Event;
 use crate::live::Watch;
 use crate::state::AppState;
-use crate::stats::Transport;
+use crate::stats::{ConnectionGuard, Transport};
 
 /// What a transport writes to its client.
 #[derive(Debug)]
@@ -98,6 +98,9 @@ pub async fn open(
             retry_after: Some(5),
         })?;
     let (cursor, reset) = start_position(state, &watch, resume).await?;
+    // Counted from here, so the connection shows in stats as soon as the
+    // client has its answer.
+    let counted = state.hub.stats.connection(transport);
     let (tx, rx) = mpsc::channel(state.settings.stream.buffer);
     if let Some(last_seq) = reset {
         tx.try_send(Frame::Reset { last_seq })
@@ -111,6 +114,7 @@ pub async fn open(
         expires_at: principal.expires_at,
         transport,
         sent: 0,
+        _counted: counted,
     };
     tokio::spawn(pump.run());
     Ok(rx)
@@ -124,6 +128,7 @@ struct Pump {
     expires_at: i64,
     transport: Transport,
     sent: u64,
+    _counted: ConnectionGuard,
 }
 
 /// Why sending stopped: the connection is over.
@@ -132,8 +137,6 @@ struct Stop(End);
 impl Pump {
     async fn run(mut self) {
         let opened = Instant::now();
-        let state = self.state.clone();
-        let _counted = state.hub.stats.connection(self.transport);
         tracing::info!(
             transport = self.transport.as_str(),
             user = %self.watch.user,

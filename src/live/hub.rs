@@ -51,7 +51,7 @@ pub struct TooManyStreams(pub usize);
 
 pub struct Hub {
     /// Connection and delivery counters of this process.
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     users: DashMap<UserId, Entry>,
     max_streams_per_user: usize,
     streams: AtomicUsize,
@@ -77,7 +77,7 @@ impl Drop for Watch {
 impl Hub {
     pub fn new(max_streams_per_user: usize) -> Arc<Self> {
         Arc::new(Self {
-            stats: Stats::default(),
+            stats: Arc::default(),
             users: DashMap::new(),
             max_streams_per_user,
             streams: AtomicUsize::new(0),

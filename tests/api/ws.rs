@@ -45,8 +45,10 @@ pub async fn next_json(socket: &mut Socket) -> Value {
 
 /// Waits for the server's close frame and returns its code and reason.
 async fn closed(socket: &mut Socket) -> (CloseCode, String) {
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        match tokio::time::timeout(WAIT, socket.next())
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, socket.next())
             .await
             .expect("closed in time")
         {
