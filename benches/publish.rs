@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 enum Scenario {
     Throughput,
     Latency,
+    Broadcast,
 }
 
 impl Scenario {
@@ -37,6 +38,7 @@ impl Scenario {
         match self {
             Self::Throughput => "throughput",
             Self::Latency => "latency",
+            Self::Broadcast => "broadcast",
         }
     }
 }
@@ -107,6 +109,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
         match flag {
             "throughput" => scenarios.push(Scenario::Throughput),
             "latency" => scenarios.push(Scenario::Latency),
+            "broadcast" => scenarios.push(Scenario::Broadcast),
             "--bench" => {}
             "--publishers" => config.publishers = value()?.parse()?,
             "--users" => config.users = value()?.parse()?,
@@ -114,7 +117,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             "--rate" => config.rate = value()?.parse()?,
             "--list" if !bench => return Ok(Plan::Skip),
             _ if bench => bail!(
-                "unknown argument {arg:?}; usage: throughput|latency [--publishers N] [--users N] [--seconds S] [--rate R]"
+                "unknown argument {arg:?}; usage: throughput|latency|broadcast [--publishers N] [--users N] [--seconds S] [--rate R]"
             ),
             // libtest flags such as --nocapture mean nothing here.
             _ if flag.starts_with("--") => {}
@@ -135,7 +138,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
         }
     }
     if scenarios.is_empty() {
-        scenarios = vec![Scenario::Throughput, Scenario::Latency];
+        scenarios = vec![Scenario::Throughput, Scenario::Latency, Scenario::Broadcast];
     }
     if config.publishers == 0 || config.users == 0 || config.seconds <= 0.0 || config.rate <= 0.0 {
         bail!("--publishers, --users, --seconds and --rate must be positive");
@@ -150,7 +153,13 @@ fn main() -> anyhow::Result<()> {
         Plan::Skip => return Ok(()),
     };
     // Both ends of every connection live in this process.
-    ensure_open_files(2 * (config.users + config.publishers) + 1024)?;
+    // Only `latency` holds a stream per user.
+    let streams = if scenarios.contains(&Scenario::Latency) {
+        config.users
+    } else {
+        0
+    };
+    ensure_open_files(2 * (streams + config.publishers) + 1024)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -163,6 +172,7 @@ fn main() -> anyhow::Result<()> {
             match scenario {
                 Scenario::Throughput => throughput(&env, &config).await,
                 Scenario::Latency => latency(&env, &config).await,
+                Scenario::Broadcast => broadcast(&env, &config).await,
             }
         });
         env.stop(&runtime);
@@ -183,6 +193,7 @@ fn main() -> anyhow::Result<()> {
 /// A private, durable PostgreSQL and Herald on a random port.
 struct Env {
     pg: EmbeddedPostgres,
+    db_url: String,
     dir: PathBuf,
     handle: AppHandle,
     base: String,
@@ -219,6 +230,7 @@ impl Env {
             .timeout(Duration::from_secs(60))
             .build()?;
         Ok(Self {
+            db_url: pg.url("herald_bench"),
             pg,
             dir,
             handle,
@@ -709,4 +721,173 @@ fn ensure_open_files(needed: usize) -> anyhow::Result<()> {
             "this run needs about {needed} open files but the limit is {soft} (hard {hard}); raise it (ulimit -n) or use fewer --users/--publishers"
         ),
     }
+}
+
+/// Single publishes from `publishers` tasks until `stop` is set; returns
+/// their latencies (µs) and the number of errors.
+async fn publish_until(
+    env: &Env,
+    publishers: usize,
+    users: Arc<Vec<String>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<(Vec<u64>, u64)> {
+    let token = Arc::new(env.publisher_token()?);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..publishers {
+        let (http, url) = (env.http.clone(), env.url("/v1/notifications"));
+        let (users, token, next, stop) = (users.clone(), token.clone(), next.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                let body = json!({"recipients": [users[i % users.len()]], "title": "single"});
+                match http
+                    .post(&url)
+                    .bearer_auth(&*token)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 201 => latencies.push(sent.elapsed().as_micros() as u64),
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, e) = task.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    Ok((latencies, errors))
+}
+
+/// A broadcast to `users` known users while single publishes keep going:
+/// how long until every user has it, and what it does to the singles.
+async fn broadcast(env: &Env, config: &Config) -> anyhow::Result<bool> {
+    use std::sync::atomic::AtomicBool;
+    let pool = sqlx::PgPool::connect(&env.db_url).await?;
+    sqlx::query("INSERT INTO users (user_id) SELECT 'bench-user-' || lpad(g::text, 6, '0') FROM generate_series(0, $1 - 1) AS g")
+        .bind(config.users as i64)
+        .execute(&pool)
+        .await?;
+    let publishers = config.publishers.min(8);
+    let singles: Arc<Vec<String>> = Arc::new(
+        (0..config.users.min(1000))
+            .map(|i| format!("bench-user-{i:06}"))
+            .collect(),
+    );
+    println!(
+        "broadcast: {} known users while {publishers} publishers send single notifications, fsync on ({} build)",
+        config.users,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+
+    // Baseline: singles alone.
+    let base_stop = Arc::new(AtomicBool::new(false));
+    let stop_later = async {
+        tokio::time::sleep(Duration::from_secs_f64(config.seconds.min(5.0))).await;
+        base_stop.store(true, Ordering::Relaxed);
+        anyhow::Ok(())
+    };
+    let ((mut base_lat, base_err), ()) = tokio::try_join!(
+        publish_until(env, publishers, singles.clone(), base_stop.clone()),
+        stop_later
+    )?;
+
+    // The broadcast, with singles going on.
+    let stop = Arc::new(AtomicBool::new(false));
+    let admin = env
+        .signer
+        .token_for("bench-admin", Some("admin"), 24 * 3600)?;
+    let during = publish_until(env, publishers, singles.clone(), stop.clone());
+    let measure = async {
+        let started = Instant::now();
+        let r = env
+            .http
+            .post(env.url("/v1/broadcasts"))
+            .bearer_auth(&admin)
+            .json(&json!({"title": "benchmark broadcast", "body": "to everyone"}))
+            .send()
+            .await?;
+        if r.status() != 202 {
+            stop.store(true, Ordering::Relaxed);
+            bail!("broadcast: {} {}", r.status(), r.text().await?);
+        }
+        let id = r.json::<Value>().await?["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let deadline = started + Duration::from_secs(600);
+        let done = loop {
+            let status: Value = env
+                .http
+                .get(env.url(&format!("/v1/admin/broadcasts/{id}")))
+                .bearer_auth(&admin)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if status["status"] == "done" {
+                break status;
+            }
+            if Instant::now() > deadline {
+                stop.store(true, Ordering::Relaxed);
+                bail!("the broadcast did not finish in 10 minutes: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        anyhow::Ok((elapsed, done))
+    };
+    let ((mut during_lat, during_err), (elapsed, done)) = tokio::try_join!(during, measure)?;
+
+    let delivered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notifications WHERE title = 'benchmark broadcast'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let secs = elapsed.as_secs_f64();
+    let (base, dur) = (
+        Percentiles::of(&mut base_lat),
+        Percentiles::of(&mut during_lat),
+    );
+    println!(
+        "  broadcast      {} users in {secs:.2} s ({:.0} users/s), recipients {}",
+        config.users,
+        config.users as f64 / secs,
+        done["recipients"]
+    );
+    println!("  stored         {delivered} broadcast notifications (one per known user)");
+    println!("  singles before {} ({} errors)", base.human(), base_err);
+    println!(
+        "  singles during {} ({} errors, {} sent)",
+        dur.human(),
+        during_err,
+        during_lat.len()
+    );
+    let mut result = common_fields(Scenario::Broadcast, config);
+    result.insert("publishers".into(), publishers.into());
+    result.insert("broadcast_seconds".into(), json!(secs));
+    result.insert(
+        "broadcast_users_per_sec".into(),
+        json!((config.users as f64 / secs).round()),
+    );
+    result.insert("stored".into(), delivered.into());
+    result.insert("single_latency_before_us".into(), base.json());
+    result.insert("single_latency_during_us".into(), dur.json());
+    result.insert("single_errors".into(), (base_err + during_err).into());
+    println!("RESULT {}", Value::Object(result));
+    Ok(delivered == config.users as i64
+        && base_err + during_err == 0
+        && done["recipients"] == json!(config.users))
 }

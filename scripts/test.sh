@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite: unit tests, the end-to-end API and browser
-# tests, and a short run of the benchmark. Extra arguments go to `cargo test`:
+# tests, a short run of the benchmark, then API fuzzing against openapi.yaml
+# (scripts/fuzz.sh). Extra arguments go to `cargo test` and skip the fuzzing:
 #   scripts/test.sh sse::                  only tests whose name contains "sse::"
 #   scripts/test.sh -- --nocapture         show the tests' output
 #   DATABASE_URL=postgres://... scripts/test.sh   use an existing server
@@ -45,4 +46,13 @@ has_postgres || need postgresql "the PostgreSQL server (postgres, initdb)"
 # Every target in one debug build with one feature set, so nothing is built
 # twice; --locked: test exactly the committed Cargo.lock; --no-fail-fast:
 # one run reports every failing test binary, not just the first.
-exec cargo test --locked --all-targets --no-fail-fast "$@"
+status=0
+cargo test --locked --all-targets --no-fail-fast "$@" || status=$?
+
+# The fuzzing runs the binary that build made (`cargo run --locked`, same
+# profile and features), even after failed tests, so one run reports both.
+if [ $# -eq 0 ]; then
+    echo "== scripts/fuzz.sh"
+    scripts/fuzz.sh || status=$?
+fi
+exit $status

@@ -123,6 +123,14 @@ impl Verifier {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| ApiError::Unauthorized(describe(e.kind()).into()))?;
+        // Header fields that name keys (`kid`, `jku`, `jwk`, `x5u`, `x5c`)
+        // are ignored: the configured key is the only one. `crit` lists
+        // extensions that must be understood (RFC 7515), and none are.
+        if data.header.crit.is_some() {
+            return Err(ApiError::Unauthorized(
+                "the token's `crit` header names extensions this service does not support".into(),
+            ));
+        }
         let claims = data.claims;
         let sub = claims
             .sub

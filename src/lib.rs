@@ -3,9 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod body_deadline;
 pub mod broadcast;
 pub mod center;
 pub mod cli;
+pub mod cors;
 pub mod db;
 pub mod domain;
 pub mod embedded_pg;

@@ -23,6 +23,8 @@ pub struct Settings {
     pub publish: PublishSettings,
     pub retention: RetentionSettings,
     pub log: LogSettings,
+    #[serde(default)]
+    pub cors: CorsSettings,
     /// Which `config/<environment>.toml` was layered in.
     #[serde(default)]
     pub environment: String,
@@ -35,6 +37,11 @@ pub struct ServerSettings {
     pub retry_ms: u64,
     pub max_body_bytes: usize,
     pub workers: usize,
+    /// A client must send a connection's first request head within this
+    /// time (slow-request protection); it gets 408 and is disconnected.
+    pub client_request_timeout_ms: u64,
+    /// How long a client gets to acknowledge the closing of its connection.
+    pub client_disconnect_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +101,48 @@ pub struct RetentionSettings {
     pub batch: i64,
 }
 
+/// Cross-origin access for browser pages served from other origins.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CorsSettings {
+    /// Origins (`https://app.example.com`) whose pages may call the API;
+    /// `*` allows any. Empty: no cross-origin access. From the environment
+    /// as one string, separated by commas or spaces.
+    #[serde(default, deserialize_with = "origin_list")]
+    pub allowed_origins: Vec<String>,
+}
+
+fn origin_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        One(String),
+    }
+    let items = match List::deserialize(d)? {
+        List::Many(items) => items,
+        List::One(text) => vec![text],
+    };
+    Ok(items
+        .iter()
+        .flat_map(|item| item.split(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|origin| !origin.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// `scheme://host[:port]` exactly as a browser sends it in `Origin`:
+/// lowercase, http or https, no path, no trailing slash.
+fn is_origin(s: &str) -> bool {
+    let Some((scheme, host)) = s.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | ':' | '[' | ']')
+        })
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     pub format: String,
@@ -151,6 +200,19 @@ impl Settings {
         if self.publish.broadcast_chunk == 0 {
             return bad("publish.broadcast_chunk must be positive");
         }
+        if self.server.client_request_timeout_ms == 0 {
+            return bad("server.client_request_timeout_ms must be positive");
+        }
+        if let Some(o) = self
+            .cors
+            .allowed_origins
+            .iter()
+            .find(|o| *o != "*" && !is_origin(o))
+        {
+            return Err(config::ConfigError::Message(format!(
+                "cors.allowed_origins: {o:?} is not an origin like \"https://app.example.com\" (lowercase scheme://host[:port], no path) or \"*\""
+            )));
+        }
         Ok(())
     }
 
@@ -164,6 +226,14 @@ impl ServerSettings {
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs)
     }
+
+    pub fn client_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_request_timeout_ms)
+    }
+
+    pub fn client_disconnect_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_disconnect_timeout_ms)
+    }
 }
 
 impl DatabaseSettings {
@@ -175,5 +245,81 @@ impl DatabaseSettings {
 impl StreamSettings {
     pub fn slow_client_timeout(&self) -> Duration {
         Duration::from_millis(self.slow_client_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `HERALD__CORS__ALLOWED_ORIGINS` arrives as one string, as it does in
+    /// `Settings::load_from`.
+    #[test]
+    fn allowed_origins_from_a_list_or_one_environment_string() {
+        let from_env = |value: &str| {
+            let env = [("HERALD__CORS__ALLOWED_ORIGINS".to_owned(), value.to_owned())];
+            Config::builder()
+                .add_source(File::from_str(BASE, FileFormat::Toml))
+                .add_source(
+                    Environment::with_prefix("HERALD")
+                        .prefix_separator("__")
+                        .separator("__")
+                        .source(Some(env.into_iter().collect())),
+                )
+                .build()
+                .unwrap()
+                .get::<CorsSettings>("cors")
+                .unwrap()
+                .allowed_origins
+        };
+        assert_eq!(
+            from_env("https://a.example, http://localhost:3000 https://b.example:8443"),
+            [
+                "https://a.example",
+                "http://localhost:3000",
+                "https://b.example:8443"
+            ]
+        );
+        assert_eq!(from_env("*"), ["*"]);
+        assert!(from_env(" ").is_empty());
+        let default: CorsSettings = Config::builder()
+            .add_source(File::from_str(BASE, FileFormat::Toml))
+            .build()
+            .unwrap()
+            .get("cors")
+            .unwrap();
+        assert!(default.allowed_origins.is_empty());
+        let toml = r#"[cors]
+allowed_origins = ["https://a.example", "*"]"#;
+        let listed: CorsSettings = Config::builder()
+            .add_source(File::from_str(toml, FileFormat::Toml))
+            .build()
+            .unwrap()
+            .get("cors")
+            .unwrap();
+        assert_eq!(listed.allowed_origins, ["https://a.example", "*"]);
+    }
+
+    #[test]
+    fn only_exact_browser_origins_are_accepted() {
+        for ok in [
+            "https://app.example.com",
+            "http://localhost:8080",
+            "http://[::1]:3000",
+        ] {
+            assert!(is_origin(ok), "{ok}");
+        }
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://App.example.com",
+            "https://app.example.com/path",
+            "ftp://app.example.com",
+            "https://user@app.example.com",
+            "https://",
+            "null",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
     }
 }

@@ -2,7 +2,6 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware, web};
@@ -20,7 +19,7 @@ use crate::routes;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::telemetry::{self, RedactedRootSpan};
-use crate::{db, heartbeat, retention};
+use crate::{body_deadline, cors, db, heartbeat, retention};
 
 pub struct Application {
     port: u16,
@@ -122,12 +121,21 @@ impl Application {
         });
         let app_state = state.clone();
         let body_limit = settings.server.max_body_bytes;
+        let cors_settings = settings.cors.clone();
+        let body_timeout = settings.server.client_request_timeout();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(middleware::from_fn(move |req, next| {
+                    body_deadline::enforce(req, next, body_timeout)
+                }))
+                .wrap(cors::middleware(&cors_settings))
+                .wrap(cors::problems())
+                // Outside CORS, so preflight answers and refusals get them too.
                 .wrap(
                     middleware::DefaultHeaders::new()
                         .add(("X-Content-Type-Options", "nosniff"))
-                        .add(("Referrer-Policy", "no-referrer")),
+                        .add(("Referrer-Policy", "no-referrer"))
+                        .add(("X-Frame-Options", "DENY")),
                 )
                 .wrap(TracingLogger::<RedactedRootSpan>::new())
                 .app_data(app_state.clone())
@@ -142,7 +150,10 @@ impl Application {
         .disable_signals()
         // Streams end on shutdown by themselves; this only bounds stragglers.
         .shutdown_timeout(5)
-        .client_request_timeout(Duration::from_secs(10));
+        // Slow-request protection: the first request head must arrive in
+        // time. Only the head: open streams are not cut.
+        .client_request_timeout(settings.server.client_request_timeout())
+        .client_disconnect_timeout(settings.server.client_disconnect_timeout());
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }

@@ -36,7 +36,11 @@ pub async fn purge_events(
 /// Deletes up to `batch` notifications created before `cutoff` and moves
 /// each affected user's `purged_seq` past them: a notification row is also
 /// its `notification` event, so this shortens the log like `purge_events`.
-pub async fn purge_old_notifications(conn: &mut PgConnection, cutoff: DateTime<Utc>, batch: i64) -> Result<u64, sqlx::Error> {
+pub async fn purge_old_notifications(
+    conn: &mut PgConnection,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
     sqlx::query_scalar(
         "WITH gone AS (
              DELETE FROM notifications

@@ -51,6 +51,12 @@ impl ListQuery {
         if self.before.is_some_and(|b| b < 1) {
             return Err(ApiError::BadRequest("before must be a positive seq".into()));
         }
+        // PostgreSQL cannot compare text with U+0000 in it.
+        if self.category.as_deref().is_some_and(|c| c.contains('\0')) {
+            return Err(ApiError::BadRequest(
+                "category must not contain U+0000".into(),
+            ));
+        }
         Ok(ListFilter {
             status,
             category: self.category.as_deref().filter(|c| !c.is_empty()),

@@ -14,7 +14,10 @@ mod ws;
 pub use extractors::{json_config, path_config, query_config};
 pub use ops::not_found;
 
-use actix_web::web;
+use actix_web::http::header::{ALLOW, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+use crate::error::ApiError;
 
 macro_rules! route_table {
     ($($method:ident $path:literal => $handler:path;)*) => {
@@ -22,9 +25,44 @@ macro_rules! route_table {
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
         pub fn configure(cfg: &mut web::ServiceConfig) {
-            $(cfg.route($path, web::$method().to($handler));)*
+            let mut i = 0;
+            $(
+                cfg.route($path, web::$method().to($handler));
+                i += 1;
+                // Right after the path's last route: methods no route of the
+                // path takes answer 405, before a later pattern can match
+                // (so `GET .../read-all` is 405, not a malformed `{id}`).
+                if !ROUTES[i..].iter().any(|&(_, p)| p == $path) {
+                    cfg.service(web::resource($path).to(method_not_allowed));
+                }
+            )*
         }
     };
+}
+
+/// A listed path with a method it does not support: 405 with `Allow`.
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let pattern = req.match_pattern().unwrap_or_default();
+    let allow = allowed_methods(&pattern);
+    let mut response = ApiError::MethodNotAllowed(format!(
+        "{} is not supported here; use {allow}",
+        req.method()
+    ))
+    .error_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(ALLOW, value);
+    }
+    response
+}
+
+/// The methods the route table serves on `path`, as an `Allow` value.
+fn allowed_methods(path: &str) -> String {
+    ROUTES
+        .iter()
+        .filter(|(_, p)| *p == path)
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 route_table! {

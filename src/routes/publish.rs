@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 
 use crate::auth::Publisher;
@@ -44,9 +44,24 @@ impl NotificationBody {
                 if t <= Utc::now() {
                     return Err(invalid("expires_at must be in the future".into()));
                 }
+                // Later ones cannot be written back as RFC 3339 (the year
+                // would need five digits).
+                if t.year() > 9999 {
+                    return Err(invalid(
+                        "expires_at must be before the year 10000 (UTC)".into(),
+                    ));
+                }
                 Some(t)
             }
         };
+        refuse_nul("title", Some(&self.title))?;
+        refuse_nul("body", self.body.as_deref())?;
+        refuse_nul("category", self.category.as_deref())?;
+        if self.data.as_ref().is_some_and(has_nul) {
+            return Err(invalid(
+                "data must not contain U+0000 in any string or key".into(),
+            ));
+        }
         Ok(Content {
             title: Title::parse(self.title).map_err(invalid)?,
             body: self.body.map(Body::parse).transpose().map_err(invalid)?,
@@ -61,6 +76,27 @@ impl NotificationBody {
             },
             expires_at,
         })
+    }
+}
+
+/// PostgreSQL stores no U+0000 in `text` or `jsonb`. Refused here, before
+/// the request joins a publish batch, whose transaction it would fail.
+fn refuse_nul(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    if value.is_some_and(|v| v.contains('\0')) {
+        return Err(ApiError::Unprocessable(format!(
+            "{field} must not contain U+0000"
+        )));
+    }
+    Ok(())
+}
+
+fn has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 

@@ -185,11 +185,14 @@ impl TestApp {
         app
     }
 
-    /// The wake-up listener has connected (so cross-instance tests are fair).
+    /// The wake-up listener has run its LISTEN (its first catch-up follows
+    /// at once, before any stream a test opens afterwards).
     async fn wait_until_listening(&self) {
         wait_for(|| async {
             sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'herald-listener' AND datname = current_database()",
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = 'herald-listener' AND datname = current_database()
+                   AND state = 'idle' AND query LIKE 'LISTEN%'",
             )
             .fetch_one(&self.pool)
             .await

@@ -16,11 +16,13 @@ async fn old_notifications_events_and_keys_are_purged_in_batches() {
         .execute(&app.pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE notifications SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
-        .bind(gone[0]["id"].as_str().unwrap())
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE notifications SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
+    )
+    .bind(gone[0]["id"].as_str().unwrap())
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let r = app
         .http
         .post(app.url("/v1/notifications"))
@@ -38,21 +40,31 @@ async fn old_notifications_events_and_keys_are_purged_in_batches() {
 
     let mut settings = app.settings.retention.clone();
     settings.batch = 1;
-    let purged = herald::retention::purge_once(&app.pool, &settings).await.unwrap();
-    assert_eq!(
-        purged,
-        herald::retention::Purged { events: 0, notifications: 3, idempotency_keys: 1 }
-    );
-    let remaining: Vec<i64> = sqlx::query_scalar("SELECT seq FROM notifications WHERE user_id = 'old-timer'")
-        .fetch_all(&app.pool)
+    let purged = herald::retention::purge_once(&app.pool, &settings)
         .await
         .unwrap();
+    assert_eq!(
+        purged,
+        herald::retention::Purged {
+            events: 0,
+            notifications: 3,
+            idempotency_keys: 1
+        }
+    );
+    let remaining: Vec<i64> =
+        sqlx::query_scalar("SELECT seq FROM notifications WHERE user_id = 'old-timer'")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(remaining, [3]);
 
     // Resuming from before the horizon: reset. From the horizon: the rest.
     let mut stale = app.sse("old-timer", Some("1"), None).await;
     let reset = stale.next().await.unwrap();
-    assert_eq!((reset.event.as_str(), data(&reset)), ("reset", json!({"last_seq": 3})));
+    assert_eq!(
+        (reset.event.as_str(), data(&reset)),
+        ("reset", json!({"last_seq": 3}))
+    );
     let mut fresh = app.sse("old-timer", Some("2"), None).await;
     assert_eq!(fresh.next().await.unwrap().id, "3");
     // The expired notification did not move its user's horizon.
@@ -69,18 +81,23 @@ async fn old_notifications_events_and_keys_are_purged_in_batches() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["notifications"][0]["seq"], 2);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["notifications"][0]["seq"],
+        2
+    );
 }
 
 #[tokio::test]
 async fn the_background_purge_runs_by_itself() {
     let app = TestApp::spawn_with(|s| s.retention.interval_secs = 1).await;
     let items = app.publish(&["p"], "short-lived").await;
-    sqlx::query("UPDATE notifications SET expires_at = now() + interval '1 second' WHERE id = $1::uuid")
-        .bind(items[0]["id"].as_str().unwrap())
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE notifications SET expires_at = now() + interval '1 second' WHERE id = $1::uuid",
+    )
+    .bind(items[0]["id"].as_str().unwrap())
+    .execute(&app.pool)
+    .await
+    .unwrap();
     wait_for(|| async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM notifications")
             .fetch_one(&app.pool)

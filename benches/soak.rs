@@ -1,0 +1,1212 @@
+//! Soak run: the `herald` binary as its own process on a private, durable
+//! PostgreSQL, under steady publishing for minutes while every user's
+//! subscriber (SSE, WebSocket or long-poll) drops its connection at random
+//! and resumes from the last seq it saw. See RELIABILITY.md.
+//!
+//! ```text
+//! cargo bench --bench soak -- [--minutes 10] [--rate 300] [--users 300]
+//!                             [--sample-secs 10] [--csv target/soak.csv]
+//! ```
+//!
+//! Every `--sample-secs` it prints one line about the service process: RSS,
+//! open descriptors, threads, its PostgreSQL connections, its live
+//! connections by transport, and the publishes and deliveries so far. At the
+//! end it stops publishing, lets every subscriber catch up, and checks that
+//! each user received exactly the acknowledged publishes for that user, once
+//! each, in seq order. The table also goes to a CSV file, and a last line
+//! `RESULT {json}` carries every number. The exit status is non-zero if
+//! anything was lost, duplicated or out of order, or any publish failed.
+//!
+//! Not a test: under `cargo test` (no `--bench` argument) it does nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use herald::auth::Signer;
+use herald::embedded_pg::{EmbeddedPostgres, Options};
+use herald::settings::Settings;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+const DATABASE: &str = "herald_soak";
+/// Reconnect intervals are drawn uniformly from this range (seconds).
+const HOLD_SECS: std::ops::RangeInclusive<f64> = 1.0..=20.0;
+/// How long the subscribers get to catch up after the last publish.
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+struct Config {
+    minutes: f64,
+    rate: f64,
+    users: usize,
+    sample_secs: f64,
+    csv: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            minutes: 10.0,
+            rate: 300.0,
+            users: 300,
+            sample_secs: 10.0,
+            csv: None,
+        }
+    }
+}
+
+impl Config {
+    fn load_secs(&self) -> f64 {
+        self.minutes * 60.0
+    }
+}
+
+const USAGE: &str = "usage: [--minutes M] [--rate R] [--users N] [--sample-secs S] [--csv PATH]";
+
+/// `cargo bench` passes `--bench` after the user's arguments; `cargo test`
+/// does not, and then there is nothing to do (`None`).
+fn parse_args(args: &[String]) -> anyhow::Result<Option<Config>> {
+    if !args.iter().any(|a| a == "--bench") {
+        return Ok(None);
+    }
+    let mut config = Config::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        let mut value = || -> anyhow::Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => {
+                    i += 1;
+                    args.get(i)
+                        .cloned()
+                        .with_context(|| format!("{flag} needs a value; {USAGE}"))
+                }
+            }
+        };
+        match flag {
+            "--bench" => {}
+            "--minutes" => config.minutes = value()?.parse()?,
+            "--rate" => config.rate = value()?.parse()?,
+            "--users" => config.users = value()?.parse()?,
+            "--sample-secs" => config.sample_secs = value()?.parse()?,
+            "--csv" => config.csv = Some(PathBuf::from(value()?)),
+            _ => bail!("unknown argument {arg:?}; {USAGE}"),
+        }
+        i += 1;
+    }
+    if config.minutes <= 0.0 || config.rate <= 0.0 || config.users < 3 || config.sample_secs <= 0.0
+    {
+        bail!("--minutes, --rate and --sample-secs must be positive, --users at least 3");
+    }
+    Ok(Some(config))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(config) = parse_args(&args)? else {
+        return Ok(());
+    };
+    // This process holds one connection per subscriber plus publishers; the
+    // server (which inherits the limit) the other ends plus its pool.
+    ensure_open_files(2 * config.users + 2048)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dir = std::env::temp_dir().join(format!("herald-soak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let pg = EmbeddedPostgres::start(Options {
+        data_dir: dir.join("postgres"),
+        fsync: true,
+        max_connections: 100,
+    })?;
+    let outcome: anyhow::Result<bool> = runtime.block_on(async {
+        pg.create_database(DATABASE).await?;
+        let mut server = Server::start(&pg.url(DATABASE), &dir)?;
+        let result = soak(&config, &pg.url(DATABASE), &mut server).await;
+        let log = server.log.clone();
+        let stopped = server.stop();
+        report_server_log(&log);
+        let ok = result?;
+        match stopped {
+            Some(status) if status.success() => Ok(ok),
+            other => {
+                eprintln!("the service did not stop cleanly: {other:?}");
+                Ok(false)
+            }
+        }
+    });
+    pg.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    match outcome {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("soak: {e:#}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// The `herald` binary, run as a separate process on a free port.
+struct Server {
+    child: Child,
+    pid: u32,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(db_url: &str, dir: &Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log = dir.join("herald.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("serve")
+            .env("DATABASE_URL", db_url)
+            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD__LOG__LEVEL", "warn")
+            .env("HERALD_CONFIG_DIR", config_dir())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting the herald binary")?;
+        let pid = child.id();
+        Ok(Self {
+            child,
+            pid,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits for `/readyz` to answer 200.
+    async fn ready(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "herald exited at start ({status}); see {}",
+                    self.log.display()
+                );
+            }
+            if let Ok(r) = http.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("herald was not ready within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM (graceful shutdown), then SIGKILL after 15 s.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+/// The service logs at `warn`: anything it logged is worth a look.
+fn report_server_log(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    println!("service log: {} lines at warn or above", lines.len());
+    for line in lines.iter().take(20) {
+        println!("  {line}");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Sse,
+    Ws,
+    Poll,
+}
+
+impl Transport {
+    const ALL: [Self; 3] = [Self::Sse, Self::Ws, Self::Poll];
+
+    fn of(user: usize) -> Self {
+        Self::ALL[user % 3]
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Sse => "sse",
+            Self::Ws => "ws",
+            Self::Poll => "poll",
+        }
+    }
+}
+
+/// What one user's subscriber has seen.
+#[derive(Default)]
+struct Received {
+    /// (seq, notification id) in arrival order.
+    log: Vec<(i64, String)>,
+    ids: HashSet<String>,
+}
+
+#[derive(Default)]
+struct Subscriber {
+    last_seq: AtomicI64,
+    events: AtomicU64,
+    /// Connections (or polls, for long-poll) opened.
+    connects: AtomicU64,
+    /// Connections the server ended before the subscriber dropped them.
+    server_closed: AtomicU64,
+    /// Failed connects or polls (retried after a pause).
+    errors: AtomicU64,
+    resets: AtomicU64,
+    out_of_order: AtomicU64,
+    duplicates: AtomicU64,
+    /// Events that are not notifications, or are malformed.
+    unexpected: AtomicU64,
+    received: Mutex<Received>,
+}
+
+impl Subscriber {
+    fn on_event(&self, seq: Option<i64>, kind: &str, data: &Value) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        let last = self.last_seq.load(Ordering::Relaxed);
+        if kind == "reset" {
+            self.resets.fetch_add(1, Ordering::Relaxed);
+            if let Some(current) = data["last_seq"].as_i64() {
+                self.last_seq.store(current.max(last), Ordering::Relaxed);
+            }
+            return;
+        }
+        let (Some(seq), Some(id), "notification") = (seq, data["id"].as_str(), kind) else {
+            self.unexpected.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if seq <= last {
+            self.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut received = self.received.lock().unwrap();
+        if !received.ids.insert(id.to_owned()) {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        received.log.push((seq, id.to_owned()));
+        self.last_seq.store(seq.max(last), Ordering::Relaxed);
+    }
+
+    fn hold() -> Duration {
+        Duration::from_secs_f64(rand::random_range(HOLD_SECS))
+    }
+
+    fn failed(&self, what: &str, user: &str) {
+        if self.errors.fetch_add(1, Ordering::Relaxed) < 3 {
+            eprintln!("  subscriber {user}: {what}");
+        }
+    }
+}
+
+struct Ctx {
+    base: String,
+    users: Vec<String>,
+    tokens: Vec<String>,
+    subs: Vec<Subscriber>,
+    /// Acknowledged publishes per user: (seq, id).
+    acked: Vec<Mutex<Vec<(i64, String)>>>,
+    published: AtomicU64,
+    publish_errors: AtomicU64,
+    /// Publish latencies (µs) since the last sample, and all of them.
+    window: Mutex<Vec<u64>>,
+    latencies: Mutex<Vec<u64>>,
+    stream_http: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Ctx {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn sum(&self, f: impl Fn(&Subscriber) -> &AtomicU64) -> u64 {
+        self.subs.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+    }
+
+    fn sum_for(&self, t: Transport, f: impl Fn(&Subscriber) -> &AtomicU64) -> u64 {
+        self.subs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Transport::of(*i) == t)
+            .map(|(_, s)| f(s).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+async fn sse_subscriber(ctx: Arc<Ctx>, user: usize) {
+    let sub = &ctx.subs[user];
+    while !ctx.stop.is_cancelled() {
+        let deadline = Instant::now() + Subscriber::hold();
+        let from = sub.last_seq.load(Ordering::Relaxed);
+        sub.connects.fetch_add(1, Ordering::Relaxed);
+        let request = ctx
+            .stream_http
+            .get(ctx.url("/v1/me/stream"))
+            .bearer_auth(&ctx.tokens[user])
+            .header("Last-Event-ID", from.to_string())
+            .send();
+        let response = tokio::select! {
+            _ = ctx.stop.cancelled() => return,
+            r = request => r,
+        };
+        let response = match response {
+            Ok(r) if r.status() == 200 => r,
+            Ok(r) => {
+                sub.failed(&format!("SSE answered {}", r.status()), &ctx.users[user]);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => {
+                sub.failed(&format!("SSE: {e}"), &ctx.users[user]);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut events = response.bytes_stream().eventsource();
+        loop {
+            tokio::select! {
+                _ = ctx.stop.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline) => break,
+                event = events.next() => match event {
+                    Some(Ok(e)) => {
+                        let data = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+                        sub.on_event(e.id.parse().ok(), &e.event, &data);
+                    }
+                    Some(Err(_)) | None => {
+                        sub.server_closed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                },
+            }
+        }
+        // Dropping the stream closes the connection.
+    }
+}
+
+async fn ws_subscriber(ctx: Arc<Ctx>, user: usize) {
+    let sub = &ctx.subs[user];
+    let ws_base = ctx.base.replacen("http", "ws", 1);
+    while !ctx.stop.is_cancelled() {
+        let deadline = Instant::now() + Subscriber::hold();
+        let from = sub.last_seq.load(Ordering::Relaxed);
+        sub.connects.fetch_add(1, Ordering::Relaxed);
+        let url = format!(
+            "{ws_base}/v1/me/ws?access_token={}&last_event_id={from}",
+            ctx.tokens[user]
+        );
+        let connected = tokio::select! {
+            _ = ctx.stop.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(url)) => r,
+        };
+        let mut socket = match connected {
+            Ok(Ok((socket, _))) => socket,
+            Ok(Err(e)) => {
+                sub.failed(&format!("WebSocket: {e}"), &ctx.users[user]);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(_) => {
+                sub.failed("WebSocket handshake timed out", &ctx.users[user]);
+                continue;
+            }
+        };
+        let planned = loop {
+            tokio::select! {
+                _ = ctx.stop.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline) => break true,
+                message = socket.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                        sub.on_event(frame["seq"].as_i64(), frame["type"].as_str().unwrap_or(""), &frame["data"]);
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break false,
+                    Some(Ok(_)) => {}
+                },
+            }
+        };
+        if !planned {
+            sub.server_closed.fetch_add(1, Ordering::Relaxed);
+        } else if rand::random_bool(0.5) {
+            // Half the time a clean close, else the TCP connection just goes.
+            let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
+        }
+    }
+}
+
+async fn poll_subscriber(ctx: Arc<Ctx>, user: usize) {
+    let sub = &ctx.subs[user];
+    while !ctx.stop.is_cancelled() {
+        // The poll in flight when the hold ends is abandoned mid-wait.
+        let deadline = Instant::now() + Subscriber::hold();
+        loop {
+            let from = sub.last_seq.load(Ordering::Relaxed);
+            sub.connects.fetch_add(1, Ordering::Relaxed);
+            let poll = async {
+                let r = ctx
+                    .stream_http
+                    .get(ctx.url(&format!("/v1/me/events?after={from}&wait=25")))
+                    .bearer_auth(&ctx.tokens[user])
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await?;
+                if r.status() != 200 {
+                    bail!("poll answered {}", r.status());
+                }
+                Ok(r.json::<Value>().await?)
+            };
+            let answer = tokio::select! {
+                _ = ctx.stop.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline) => break,
+                answer = poll => answer,
+            };
+            match answer {
+                Ok(answer) => {
+                    for e in answer["events"].as_array().into_iter().flatten() {
+                        sub.on_event(
+                            e["seq"].as_i64(),
+                            e["type"].as_str().unwrap_or(""),
+                            &e["data"],
+                        );
+                    }
+                }
+                Err(e) => {
+                    sub.failed(&format!("{e:#}"), &ctx.users[user]);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+struct Sample {
+    t: f64,
+    phase: &'static str,
+    rss_kib: u64,
+    fds: u64,
+    threads: u64,
+    db_conns: i64,
+    live: [i64; 3],
+    published: u64,
+    publish_errors: u64,
+    delivered: u64,
+    connects: u64,
+    publish_p99_us: u64,
+}
+
+const HEADER: &str = "     t  phase    rss_MiB   fds  thr  db   sse   ws  poll  published  errors  delivered  connects  pub_p99_ms";
+
+impl Sample {
+    fn line(&self) -> String {
+        format!(
+            "{:>6.0}  {:<6} {:>8.1} {:>5} {:>4} {:>3} {:>5} {:>4} {:>5} {:>10} {:>7} {:>10} {:>9} {:>11.2}",
+            self.t,
+            self.phase,
+            self.rss_kib as f64 / 1024.0,
+            self.fds,
+            self.threads,
+            self.db_conns,
+            self.live[0],
+            self.live[1],
+            self.live[2],
+            self.published,
+            self.publish_errors,
+            self.delivered,
+            self.connects,
+            self.publish_p99_us as f64 / 1000.0,
+        )
+    }
+
+    const CSV_HEADER: &str = "t_secs,phase,rss_kib,fds,threads,db_connections,sse,ws,poll,published,publish_errors,delivered,connects,publish_p99_us";
+
+    fn csv(&self) -> String {
+        format!(
+            "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.t,
+            self.phase,
+            self.rss_kib,
+            self.fds,
+            self.threads,
+            self.db_conns,
+            self.live[0],
+            self.live[1],
+            self.live[2],
+            self.published,
+            self.publish_errors,
+            self.delivered,
+            self.connects,
+            self.publish_p99_us
+        )
+    }
+}
+
+/// RSS (KiB) and threads from `/proc/<pid>/status`, open descriptors from
+/// `/proc/<pid>/fd`.
+fn proc_sample(pid: u32) -> (u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
+    (field("VmRSS:"), field("Threads:"), fds)
+}
+
+struct Monitor {
+    pid: u32,
+    pool: sqlx::PgPool,
+    http: reqwest::Client,
+    stats_url: String,
+    admin: String,
+}
+
+impl Monitor {
+    async fn sample(&self, ctx: &Ctx, t: f64, phase: &'static str) -> Sample {
+        let (rss_kib, threads, fds) = proc_sample(self.pid);
+        let db_conns: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'herald%'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap_or(-1);
+        let stats: Value = async {
+            self.http
+                .get(&self.stats_url)
+                .bearer_auth(&self.admin)
+                .send()
+                .await?
+                .json()
+                .await
+        }
+        .await
+        .unwrap_or(Value::Null);
+        let live = Transport::ALL.map(|t| stats["connections"][t.name()].as_i64().unwrap_or(-1));
+        let mut window = std::mem::take(&mut *ctx.window.lock().unwrap());
+        Sample {
+            t,
+            phase,
+            rss_kib,
+            fds,
+            threads,
+            db_conns,
+            live,
+            published: ctx.published.load(Ordering::Relaxed),
+            publish_errors: ctx.publish_errors.load(Ordering::Relaxed),
+            delivered: ctx.sum(|s| &s.events),
+            connects: ctx.sum(|s| &s.connects),
+            publish_p99_us: Percentiles::of(&mut window).p99,
+        }
+    }
+}
+
+async fn publish_one(
+    ctx: Arc<Ctx>,
+    http: reqwest::Client,
+    token: Arc<String>,
+    user: usize,
+    due: Instant,
+) {
+    let body = json!({
+        "recipients": [ctx.users[user]],
+        "title": "Soak notification",
+        "body": "Steady publishing while subscribers reconnect.",
+        "category": "soak",
+    });
+    let answer = async {
+        let r = http
+            .post(ctx.url("/v1/notifications"))
+            .bearer_auth(&*token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if status != 201 {
+            bail!("publish answered {status}: {text}");
+        }
+        let v: Value = serde_json::from_str(&text)?;
+        let item = &v["notifications"][0];
+        match (item["seq"].as_i64(), item["id"].as_str()) {
+            (Some(seq), Some(id)) => Ok((seq, id.to_owned())),
+            _ => bail!("unexpected publish answer {text}"),
+        }
+    }
+    .await;
+    match answer {
+        Ok(entry) => {
+            let took = due.elapsed().as_micros() as u64;
+            ctx.acked[user].lock().unwrap().push(entry);
+            ctx.window.lock().unwrap().push(took);
+            ctx.latencies.lock().unwrap().push(took);
+            ctx.published.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            if ctx.publish_errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                eprintln!("  publish error: {e:#}");
+            }
+        }
+    }
+}
+
+/// Open loop: publish *i* is due at `start + i/rate` and is sent then, even
+/// if earlier ones are unanswered. Returns (sent, worst schedule lag).
+async fn publish_all(
+    ctx: &Arc<Ctx>,
+    config: &Config,
+    token: String,
+) -> anyhow::Result<(u64, Duration)> {
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let token = Arc::new(token);
+    let total = (config.rate * config.load_secs()).round() as u64;
+    let start = Instant::now();
+    let mut max_lag = Duration::ZERO;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / config.rate);
+        tokio::time::sleep_until(due).await;
+        max_lag = max_lag.max(due.elapsed());
+        let user = i as usize % ctx.users.len();
+        tasks.spawn(publish_one(
+            Arc::clone(ctx),
+            http.clone(),
+            Arc::clone(&token),
+            user,
+            due,
+        ));
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok((total, max_lag))
+}
+
+/// Flatness of one resource: its value at minute 1 and at the end of the
+/// load, and max/min over the second half of the load.
+fn flatness(samples: &[Sample], load_secs: f64, value: impl Fn(&Sample) -> f64) -> Value {
+    let load: Vec<&Sample> = samples.iter().filter(|s| s.phase == "load").collect();
+    let minute1 = load
+        .iter()
+        .find(|s| s.t >= 60.0_f64.min(load_secs / 2.0))
+        .or(load.first())
+        .map(|s| value(s));
+    let end = load.last().map(|s| value(s));
+    let half: Vec<f64> = load
+        .iter()
+        .filter(|s| s.t >= load_secs / 2.0)
+        .map(|s| value(s))
+        .collect();
+    let max = half.iter().copied().fold(f64::MIN, f64::max);
+    let min = half.iter().copied().fold(f64::MAX, f64::min);
+    let ratio = if half.is_empty() || min <= 0.0 {
+        Value::Null
+    } else {
+        json!((max / min * 1000.0).round() / 1000.0)
+    };
+    json!({
+        "minute1": minute1,
+        "end": end,
+        "second_half_min": if half.is_empty() { Value::Null } else { json!(min) },
+        "second_half_max": if half.is_empty() { Value::Null } else { json!(max) },
+        "second_half_max_over_min": ratio,
+    })
+}
+
+fn csv_path(config: &Config) -> PathBuf {
+    if let Some(p) = &config.csv {
+        return p.clone();
+    }
+    // The bench runs from <target>/<profile>/deps/.
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .filter(|t| t.join("CACHEDIR.TAG").exists())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("soak.csv")
+}
+
+async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Result<bool> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    server.ready(&http).await?;
+    let settings = Settings::load_from(&config_dir())?;
+    let signer = Signer::from_settings(&settings.auth)?;
+    let ttl = (config.load_secs() as i64) + 3600;
+    let users: Vec<String> = (0..config.users)
+        .map(|i| format!("soak-user-{i:05}"))
+        .collect();
+    let tokens = users
+        .iter()
+        .map(|u| signer.token_for(u, None, ttl))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "soak: herald (pid {}) on a private PostgreSQL with fsync on, {build} build, {cores} cores",
+        server.pid
+    );
+    println!(
+        "  {} min at {}/s round-robin over {} users; subscribers {} SSE / {} WebSocket / {} long-poll, each reconnecting every 1-20 s",
+        config.minutes,
+        config.rate,
+        config.users,
+        (0..config.users)
+            .filter(|u| Transport::of(*u) == Transport::Sse)
+            .count(),
+        (0..config.users)
+            .filter(|u| Transport::of(*u) == Transport::Ws)
+            .count(),
+        (0..config.users)
+            .filter(|u| Transport::of(*u) == Transport::Poll)
+            .count(),
+    );
+
+    let ctx = Arc::new(Ctx {
+        base: server.base.clone(),
+        subs: (0..config.users).map(|_| Subscriber::default()).collect(),
+        acked: (0..config.users).map(|_| Mutex::new(Vec::new())).collect(),
+        users,
+        tokens,
+        published: AtomicU64::new(0),
+        publish_errors: AtomicU64::new(0),
+        window: Mutex::new(Vec::new()),
+        latencies: Mutex::new(Vec::new()),
+        stream_http: reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .build()?,
+        stop: CancellationToken::new(),
+    });
+    let monitor = Monitor {
+        pid: server.pid,
+        pool: sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                db_url
+                    .parse::<sqlx::postgres::PgConnectOptions>()?
+                    .application_name("soak-monitor"),
+            )
+            .await?,
+        http: http.clone(),
+        stats_url: server.url("/v1/admin/stats"),
+        admin: signer.token_for("soak-admin", Some("admin"), ttl)?,
+    };
+
+    // Subscribers first, all from seq 0, then a moment to connect.
+    let mut subscribers = tokio::task::JoinSet::new();
+    for user in 0..config.users {
+        let ctx = Arc::clone(&ctx);
+        match Transport::of(user) {
+            Transport::Sse => subscribers.spawn(sse_subscriber(ctx, user)),
+            Transport::Ws => subscribers.spawn(ws_subscriber(ctx, user)),
+            Transport::Poll => subscribers.spawn(poll_subscriber(ctx, user)),
+        };
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Load, sampled every `sample_secs`.
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let started = Instant::now();
+    let load_over = CancellationToken::new();
+    let sampler = {
+        let (ctx, samples, load_over) = (Arc::clone(&ctx), Arc::clone(&samples), load_over.clone());
+        let every = Duration::from_secs_f64(config.sample_secs);
+        tokio::spawn(async move {
+            println!("{HEADER}");
+            let mut tick = 1u64;
+            loop {
+                let at = started + every * tick as u32;
+                tokio::select! {
+                    _ = load_over.cancelled() => break,
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+                let s = monitor
+                    .sample(&ctx, started.elapsed().as_secs_f64(), "load")
+                    .await;
+                println!("{}", s.line());
+                samples.lock().unwrap().push(s);
+                tick += 1;
+            }
+            monitor
+        })
+    };
+    let publisher = signer.token_for("soak-publisher", Some("publish"), ttl)?;
+    let (sent, max_lag) = publish_all(&ctx, config, publisher).await?;
+    let load_secs = started.elapsed().as_secs_f64();
+    // A last sample at the end of the load.
+    load_over.cancel();
+    let monitor = sampler.await?;
+    let s = monitor.sample(&ctx, load_secs, "load").await;
+    println!("{}", s.line());
+    samples.lock().unwrap().push(s);
+
+    // Drain: every subscriber resumes (still reconnecting at random) until it
+    // has its user's last acknowledged seq.
+    let expected: Vec<i64> = ctx
+        .acked
+        .iter()
+        .map(|a| {
+            a.lock()
+                .unwrap()
+                .iter()
+                .map(|(seq, _)| *seq)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let drain_started = Instant::now();
+    let behind = || {
+        expected
+            .iter()
+            .zip(&ctx.subs)
+            .filter(|(want, s)| s.last_seq.load(Ordering::Relaxed) < **want)
+            .count()
+    };
+    while behind() > 0 && drain_started.elapsed() < DRAIN_LIMIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drain_secs = drain_started.elapsed().as_secs_f64();
+    let still_behind = behind();
+    let s = monitor
+        .sample(&ctx, started.elapsed().as_secs_f64(), "drained")
+        .await;
+    println!("{}", s.line());
+    samples.lock().unwrap().push(s);
+    ctx.stop.cancel();
+    while subscribers.join_next().await.is_some() {}
+    let server_alive = server.alive();
+
+    // Verify: per user, the received (seq, id) list is exactly the
+    // acknowledged publishes in seq order.
+    let (mut lost, mut extra, mut users_wrong) = (0u64, 0u64, 0usize);
+    let mut examples = Vec::new();
+    for (user, sub) in ctx.subs.iter().enumerate() {
+        let mut want = ctx.acked[user].lock().unwrap().clone();
+        want.sort();
+        let got = &sub.received.lock().unwrap();
+        if got.log == want {
+            continue;
+        }
+        users_wrong += 1;
+        let want_ids: HashSet<&String> = want.iter().map(|(_, id)| id).collect();
+        let missing = want.iter().filter(|(_, id)| !got.ids.contains(id)).count() as u64;
+        let unknown = got.ids.iter().filter(|id| !want_ids.contains(id)).count() as u64;
+        lost += missing;
+        extra += unknown;
+        if examples.len() < 5 {
+            examples.push(format!(
+                "{} ({}): {} acknowledged, {} received, {missing} missing, {unknown} unknown",
+                ctx.users[user],
+                Transport::of(user).name(),
+                want.len(),
+                got.log.len()
+            ));
+        }
+    }
+    let published = ctx.published.load(Ordering::Relaxed);
+    let publish_errors = ctx.publish_errors.load(Ordering::Relaxed);
+    let delivered: u64 = ctx
+        .subs
+        .iter()
+        .map(|s| s.received.lock().unwrap().log.len() as u64)
+        .sum();
+    let duplicates = ctx.sum(|s| &s.duplicates);
+    let out_of_order = ctx.sum(|s| &s.out_of_order);
+    let resets = ctx.sum(|s| &s.resets);
+    let unexpected = ctx.sum(|s| &s.unexpected);
+    let publish = Percentiles::of(&mut ctx.latencies.lock().unwrap());
+
+    let samples = samples.lock().unwrap().clone();
+    let csv = csv_path(config);
+    let mut text = String::from(Sample::CSV_HEADER);
+    text.push('\n');
+    for s in &samples {
+        writeln!(text, "{}", s.csv())?;
+    }
+    if let Some(dir) = csv.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
+
+    // Condensed table: one row a minute (or every sample in short runs).
+    println!();
+    println!("per minute:");
+    println!("{HEADER}");
+    let mut printed: Option<f64> = None;
+    for (i, s) in samples.iter().enumerate() {
+        let minute = (s.t / 60.0).round();
+        let on_minute = minute >= 1.0 && (s.t - 60.0 * minute).abs() < config.sample_secs / 2.0;
+        let wanted = config.load_secs() < 120.0 || on_minute || i + 1 == samples.len();
+        if wanted && printed.is_none_or(|p| s.t - p >= 1.0) {
+            println!("{}", s.line());
+            printed = Some(s.t);
+        }
+    }
+    println!("table written to {}", csv.display());
+
+    let rss = flatness(&samples, load_secs, |s| s.rss_kib as f64);
+    let fds = flatness(&samples, load_secs, |s| s.fds as f64);
+    let threads = flatness(&samples, load_secs, |s| s.threads as f64);
+    let db = flatness(&samples, load_secs, |s| s.db_conns as f64);
+    let per_transport: serde_json::Map<String, Value> = Transport::ALL
+        .iter()
+        .map(|t| {
+            (
+                t.name().to_owned(),
+                json!({
+                    "connects": ctx.sum_for(*t, |s| &s.connects),
+                    "server_closed": ctx.sum_for(*t, |s| &s.server_closed),
+                    "errors": ctx.sum_for(*t, |s| &s.errors),
+                    "events": ctx.sum_for(*t, |s| &s.events),
+                }),
+            )
+        })
+        .collect();
+    let mut acked_per_transport: HashMap<&str, u64> = HashMap::new();
+    for (user, acked) in ctx.acked.iter().enumerate() {
+        *acked_per_transport
+            .entry(Transport::of(user).name())
+            .or_default() += acked.lock().unwrap().len() as u64;
+    }
+
+    println!();
+    println!(
+        "  published      {published}/{sent} acknowledged, {publish_errors} errors, in {load_secs:.1} s; schedule lag max {}",
+        ms(max_lag.as_micros() as u64)
+    );
+    println!("  publish        {}", publish.human());
+    println!(
+        "  delivered      {delivered}/{published} ({lost} lost, {extra} unknown, {duplicates} duplicates, {out_of_order} out of order, {resets} resets, {unexpected} unexpected); {users_wrong} users wrong"
+    );
+    for t in Transport::ALL {
+        let p = &per_transport[t.name()];
+        println!(
+            "  {:<5}          {} connects, {} ended by the server, {} failed connects/polls, {} events ({} acknowledged for its users)",
+            t.name(),
+            p["connects"],
+            p["server_closed"],
+            p["errors"],
+            p["events"],
+            acked_per_transport.get(t.name()).copied().unwrap_or(0),
+        );
+    }
+    println!(
+        "  caught up      in {drain_secs:.1} s after the last publish ({still_behind} subscribers still behind)"
+    );
+    let flat_line = |name: &str, v: &Value, unit: f64, suffix: &str| {
+        let f = |x: &Value| {
+            x.as_f64()
+                .map_or("-".into(), |x| format!("{:.1}", x / unit))
+        };
+        println!(
+            "  {name:<14} minute 1 {}{suffix}, end {}{suffix}, second half {}–{}{suffix} (max/min {})",
+            f(&v["minute1"]),
+            f(&v["end"]),
+            f(&v["second_half_min"]),
+            f(&v["second_half_max"]),
+            v["second_half_max_over_min"]
+        );
+    };
+    flat_line("RSS", &rss, 1024.0, " MiB");
+    flat_line("descriptors", &fds, 1.0, "");
+    flat_line("threads", &threads, 1.0, "");
+    flat_line("DB conns", &db, 1.0, "");
+    for e in &examples {
+        println!("  wrong: {e}");
+    }
+    if !server_alive {
+        println!("  the service process died during the run");
+    }
+
+    let ok = publish_errors == 0
+        && published == sent
+        && lost == 0
+        && extra == 0
+        && duplicates == 0
+        && out_of_order == 0
+        && resets == 0
+        && unexpected == 0
+        && users_wrong == 0
+        && still_behind == 0
+        && server_alive;
+    println!("  verdict        {}", if ok { "PASS" } else { "FAIL" });
+    let result = json!({
+        "scenario": "soak",
+        "build": build,
+        "cores": cores,
+        "fsync": true,
+        "minutes": config.minutes,
+        "rate": config.rate,
+        "users": config.users,
+        "load_seconds": load_secs,
+        "sent": sent,
+        "published": published,
+        "publish_errors": publish_errors,
+        "schedule_lag_max_us": max_lag.as_micros() as u64,
+        "publish_latency_us": publish.json(),
+        "delivered": delivered,
+        "lost": lost,
+        "unknown": extra,
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "resets": resets,
+        "unexpected": unexpected,
+        "users_wrong": users_wrong,
+        "drain_seconds": drain_secs,
+        "still_behind": still_behind,
+        "transports": per_transport,
+        "rss_kib": rss,
+        "fds": fds,
+        "threads": threads,
+        "db_connections": db,
+        "samples": samples.len(),
+        "csv": csv.display().to_string(),
+        "ok": ok,
+    });
+    println!("RESULT {result}");
+    Ok(ok)
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct Percentiles {
+    p50: u64,
+    p99: u64,
+    max: u64,
+}
+
+impl Percentiles {
+    fn of(samples: &mut [u64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        Self {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: samples[samples.len() - 1],
+        }
+    }
+
+    fn json(self) -> Value {
+        json!({"p50": self.p50, "p99": self.p99, "max": self.max})
+    }
+
+    fn human(self) -> String {
+        format!(
+            "p50 {} / p99 {} / max {}",
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.max)
+        )
+    }
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.2} ms", micros as f64 / 1000.0)
+}
+
+/// Raises the soft open-files limit to the hard one when it is too low for
+/// `needed` descriptors (util-linux `prlimit`; no extra crate). The service
+/// process inherits it.
+fn ensure_open_files(needed: usize) -> anyhow::Result<()> {
+    let read = || -> Option<(u64, u64)> {
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut numbers = line
+            .split_whitespace()
+            .filter_map(|w| w.parse::<u64>().ok());
+        Some((numbers.next()?, numbers.next()?))
+    };
+    let Some((soft, hard)) = read() else {
+        return Ok(());
+    };
+    if soft >= needed as u64 {
+        return Ok(());
+    }
+    let _ = Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={hard}:{hard}"))
+        .status();
+    match read() {
+        Some((soft, _)) if soft >= needed as u64 => Ok(()),
+        _ => bail!(
+            "this run needs about {needed} open files but the limit is {soft} (hard {hard}); raise it (ulimit -n) or use fewer --users"
+        ),
+    }
+}

@@ -1,0 +1,142 @@
+"""Schemathesis hooks for scripts/fuzz.sh.
+
+Each hook turns a generated value into another one of the same validity,
+for rules that JSON Schema cannot state: the request stays as valid (or as
+invalid) as it was generated, so every check still applies to it.
+"""
+
+import hashlib
+import json
+import re
+from datetime import datetime, timezone
+from urllib.parse import quote, unquote
+
+import schemathesis
+from schemathesis.transport.prepare import get_exclude_headers
+
+# What Rust parses as an unsigned integer: "+7" and "007" are 7 too.
+_INTEGER = re.compile(r"^\+?[0-9]+$")
+# What `Idempotency-Key` accepts.
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7E]{1,255}$")
+# A date-time's year and the rest of it.
+_YEAR_FIRST = re.compile(r"^([0-9]{4})(-.*)$", re.DOTALL)
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    # A case that leaves out a header (e.g. `Authorization`) is answered
+    # before anything else is looked at, and any edit would make it put the
+    # header back (an edited case is judged valid or invalid anew, by its
+    # parameters alone).
+    if get_exclude_headers(case):
+        return
+    if case.operation.path == "/v1/me/events":
+        _bound_long_poll(case)
+    if not _is_positive(case):
+        # Only valid requests must be accepted; invalid ones are refused
+        # whatever the edits below would do.
+        return
+    if case.operation.path in ("/v1/notifications", "/v1/broadcasts"):
+        _keep_expiry_in_range(case)
+        _one_idempotency_key_per_body(case)
+    _user_ids_within_128_bytes(case)
+
+
+def _is_positive(case):
+    return case.meta is not None and case.meta.generation.mode.is_positive
+
+
+def _bound_long_poll(case):
+    """Any valid `wait` above 1 s becomes 1 s.
+
+    `GET /v1/me/events?wait=N` may legally hold the request for up to 60 s
+    when no event arrives, and valid values are drawn from that whole range.
+    Out-of-range and malformed values go out unchanged and must answer 400.
+    """
+    if not case.query:
+        return
+    wait = case.query.get("wait")
+    if isinstance(wait, bool):
+        return
+    if isinstance(wait, int) and 1 < wait <= 60:
+        case.query["wait"] = 1
+    elif isinstance(wait, str) and _INTEGER.match(wait) and 1 < int(wait) <= 60:
+        case.query["wait"] = "1"
+
+
+def _keep_expiry_in_range(case):
+    """Moves the year of `expires_at` into the range the API accepts.
+
+    The API takes an `expires_at` only in the future and, in UTC, before the
+    year 10000 (openapi.yaml says so in words; JSON Schema has no keyword
+    for it), while `format: date-time` draws any year from 0000 to 9999.
+    The year alone moves, by whole multiples of 400 years: the calendar
+    repeats every 400 years, so the value stays exactly as valid or invalid
+    as it was drawn (leap days, seconds, offset and letter case included).
+    """
+    body = case.body
+    if not isinstance(body, dict) or not isinstance(body.get("expires_at"), str):
+        return
+    match = _YEAR_FIRST.match(body["expires_at"])
+    if match is None:
+        return
+    year = drawn = int(match.group(1))
+    # Up to a year from now may still be the past once the offset applies.
+    while year <= datetime.now(timezone.utc).year + 1:
+        year += 400
+    # An offset west of UTC takes 9999-12-31 into the year 10000.
+    if year == 9999:
+        year -= 400
+    if year != drawn:
+        body["expires_at"] = f"{year:04d}{match.group(2)}"
+
+
+def _one_idempotency_key_per_body(case):
+    """Gives each body its own `Idempotency-Key`.
+
+    Generated keys repeat across cases (a handful of short strings), and a
+    key reused with another body rightly answers 422: a rule about two
+    requests, which no single case can satisfy by its schema. A valid key
+    gets a suffix derived from the body, so the same key and body still
+    replay the first answer while different bodies never collide.
+    Malformed keys go out unchanged and must answer 400.
+    """
+    key = (case.headers or {}).get("Idempotency-Key")
+    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.match(key):
+        return
+    try:
+        body = json.dumps(case.body, sort_keys=True)
+    except (TypeError, ValueError):
+        return
+    suffix = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    case.headers["Idempotency-Key"] = f"{key[:242]}-{suffix}"
+
+
+def _user_ids_within_128_bytes(case):
+    """Shortens user ids to at most 128 bytes of UTF-8.
+
+    A user id is 1 to 128 bytes, but JSON Schema's `maxLength` counts
+    characters, so `UserId` allows 128 characters of up to 4 bytes each.
+    Dropping characters from the end keeps a drawn id valid (at least one
+    character, none of them a control character) within the byte limit.
+    """
+    # Path parameters are kept percent-encoded, ready for the URL.
+    encoded = (case.path_parameters or {}).get("user_id")
+    if isinstance(encoded, str):
+        try:
+            user_id = unquote(encoded, errors="strict")
+        except UnicodeDecodeError:
+            return
+        if len(user_id.encode("utf-8", "surrogatepass")) > 128:
+            case.path_parameters["user_id"] = quote(_within_128_bytes(user_id), safe="")
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("recipients"), list):
+        shortened = [_within_128_bytes(r) if isinstance(r, str) else r for r in body["recipients"]]
+        if shortened != body["recipients"]:
+            body["recipients"] = shortened
+
+
+def _within_128_bytes(user_id):
+    while len(user_id.encode("utf-8", "surrogatepass")) > 128:
+        user_id = user_id[:-1]
+    return user_id
