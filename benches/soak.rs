@@ -138,18 +138,7 @@ fn main() -> anyhow::Result<()> {
     let outcome: anyhow::Result<bool> = runtime.block_on(async {
         pg.create_database(DATABASE).await?;
         let mut server = Server::start(&pg.url(DATABASE), &dir)?;
-        let result = soak(&config, &pg.url(DATABASE), &mut server).await;
-        let log = server.log.clone();
-        let stopped = server.stop();
-        report_server_log(&log);
-        let ok = result?;
-        match stopped {
-            Some(status) if status.success() => Ok(ok),
-            other => {
-                eprintln!("the service did not stop cleanly: {other:?}");
-                Ok(false)
-            }
-        }
+        soak(&config, &pg.url(DATABASE), &mut server).await
     });
     pg.stop();
     let _ = std::fs::remove_dir_all(&dir);
@@ -183,6 +172,7 @@ impl Server {
             .env("DATABASE_URL", db_url)
             .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
             .env("HERALD__LOG__LEVEL", "warn")
+            .env("HERALD__LOG__FORMAT", "json")
             .env("HERALD_CONFIG_DIR", config_dir())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -263,14 +253,15 @@ fn config_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
 }
 
-/// The service logs at `warn`: anything it logged is worth a look.
-fn report_server_log(log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    println!("service log: {} lines at warn or above", lines.len());
-    for line in lines.iter().take(20) {
-        println!("  {line}");
-    }
+/// The service logs JSON at `warn`: every log line is worth a look (its
+/// start-up banner, which is not JSON, is not).
+fn server_warnings(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -556,12 +547,12 @@ struct Sample {
     publish_p99_us: u64,
 }
 
-const HEADER: &str = "     t  phase    rss_MiB   fds  thr  db   sse   ws  poll  published  errors  delivered  connects  pub_p99_ms";
+const HEADER: &str = "     t  phase   rss_MiB   fds  thr  db   sse   ws  poll  published  errors  delivered  connects  pub_p99_ms";
 
 impl Sample {
     fn line(&self) -> String {
         format!(
-            "{:>6.0}  {:<6} {:>8.1} {:>5} {:>4} {:>3} {:>5} {:>4} {:>5} {:>10} {:>7} {:>10} {:>9} {:>11.2}",
+            "{:>6.0}  {:<7} {:>7.1} {:>5} {:>4} {:>3} {:>5} {:>4} {:>5} {:>10} {:>7} {:>10} {:>9} {:>11.2}",
             self.t,
             self.phase,
             self.rss_kib as f64 / 1024.0,
@@ -635,18 +626,7 @@ impl Monitor {
         .fetch_one(&self.pool)
         .await
         .unwrap_or(-1);
-        let stats: Value = async {
-            self.http
-                .get(&self.stats_url)
-                .bearer_auth(&self.admin)
-                .send()
-                .await?
-                .json()
-                .await
-        }
-        .await
-        .unwrap_or(Value::Null);
-        let live = Transport::ALL.map(|t| stats["connections"][t.name()].as_i64().unwrap_or(-1));
+        let live = self.live().await;
         let mut window = std::mem::take(&mut *ctx.window.lock().unwrap());
         Sample {
             t,
@@ -662,6 +642,22 @@ impl Monitor {
             connects: ctx.sum(|s| &s.connects),
             publish_p99_us: Percentiles::of(&mut window).p99,
         }
+    }
+
+    /// The service's live connections by transport (`-1`: unknown).
+    async fn live(&self) -> [i64; 3] {
+        let stats: Value = async {
+            self.http
+                .get(&self.stats_url)
+                .bearer_auth(&self.admin)
+                .send()
+                .await?
+                .json()
+                .await
+        }
+        .await
+        .unwrap_or(Value::Null);
+        Transport::ALL.map(|t| stats["connections"][t.name()].as_i64().unwrap_or(-1))
     }
 }
 
@@ -908,9 +904,12 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     // A last sample at the end of the load.
     load_over.cancel();
     let monitor = sampler.await?;
-    let s = monitor.sample(&ctx, load_secs, "load").await;
-    println!("{}", s.line());
-    samples.lock().unwrap().push(s);
+    let last_t = samples.lock().unwrap().last().map_or(0.0, |s| s.t);
+    if load_secs - last_t >= 1.0 {
+        let s = monitor.sample(&ctx, load_secs, "load").await;
+        println!("{}", s.line());
+        samples.lock().unwrap().push(s);
+    }
 
     // Drain: every subscriber resumes (still reconnecting at random) until it
     // has its user's last acknowledged seq.
@@ -946,7 +945,26 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     samples.lock().unwrap().push(s);
     ctx.stop.cancel();
     while subscribers.join_next().await.is_some() {}
+
+    // Idle: every client has gone; the service should notice (a dropped SSE
+    // stream at its next heartbeat, an abandoned poll at its timeout) and
+    // get back to no connections.
+    let idle_started = Instant::now();
+    let idle_limit = Duration::from_secs(60);
+    while monitor.live().await.iter().any(|n| *n != 0) && idle_started.elapsed() < idle_limit {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let idle_secs = idle_started.elapsed().as_secs_f64();
+    let idle = monitor
+        .sample(&ctx, started.elapsed().as_secs_f64(), "idle")
+        .await;
+    println!("{}", idle.line());
+    let idle_ok = idle.live == [0, 0, 0];
+    samples.lock().unwrap().push(idle.clone());
     let server_alive = server.alive();
+    let stopped = server.stop();
+    let clean_stop = stopped.is_some_and(|s| s.success());
+    let warnings = server_warnings(&server.log);
 
     // Verify: per user, the received (seq, id) list is exactly the
     // acknowledged publishes in seq order.
@@ -1089,6 +1107,26 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     if !server_alive {
         println!("  the service process died during the run");
     }
+    println!(
+        "  idle           {} live connections {idle_secs:.1} s after the last client left; RSS {:.1} MiB, {} descriptors, {} threads, {} DB connections",
+        idle.live.iter().sum::<i64>(),
+        idle.rss_kib as f64 / 1024.0,
+        idle.fds,
+        idle.threads,
+        idle.db_conns
+    );
+    println!(
+        "  shutdown       {}",
+        match stopped {
+            Some(s) if s.success() => "clean (SIGTERM, exit 0)".to_owned(),
+            Some(s) => format!("exited with {s}"),
+            None => "did not stop within 15 s of SIGTERM (killed)".to_owned(),
+        }
+    );
+    println!("  service log    {} lines at warn or above", warnings.len());
+    for line in warnings.iter().take(10) {
+        println!("    {line}");
+    }
 
     let ok = publish_errors == 0
         && published == sent
@@ -1100,7 +1138,9 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         && unexpected == 0
         && users_wrong == 0
         && still_behind == 0
-        && server_alive;
+        && server_alive
+        && idle_ok
+        && clean_stop;
     println!("  verdict        {}", if ok { "PASS" } else { "FAIL" });
     let result = json!({
         "scenario": "soak",
@@ -1132,6 +1172,16 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         "threads": threads,
         "db_connections": db,
         "samples": samples.len(),
+        "clean_shutdown": clean_stop,
+        "idle": {
+            "seconds": idle_secs,
+            "live_connections": idle.live.iter().sum::<i64>(),
+            "rss_kib": idle.rss_kib,
+            "fds": idle.fds,
+            "threads": idle.threads,
+            "db_connections": idle.db_conns,
+        },
+        "service_warnings": warnings.len(),
         "csv": csv.display().to_string(),
         "ok": ok,
     });

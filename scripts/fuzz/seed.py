@@ -29,7 +29,7 @@ def call(method, path, body=None):
 
 
 ids = []
-for i in range(24):
+for i in range(40):
     created = call(
         "POST",
         "/v1/notifications",

@@ -6,6 +6,25 @@ fn char_len(s: &str) -> usize {
     s.chars().count()
 }
 
+/// PostgreSQL stores no U+0000 in `text` or `jsonb`: refused up front, so
+/// such input is invalid content rather than a database error.
+fn refuse_nul(field: &str, s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        return Err(format!("{field} must not contain U+0000"));
+    }
+    Ok(())
+}
+
+fn has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Title(String);
 
@@ -13,6 +32,7 @@ impl Title {
     pub const MAX_CHARS: usize = 256;
 
     pub fn parse(s: String) -> Result<Self, String> {
+        refuse_nul("title", &s)?;
         match char_len(&s) {
             0 => Err("title must not be empty".into()),
             n if n > Self::MAX_CHARS => Err(format!(
@@ -35,6 +55,7 @@ impl Body {
     pub const MAX_CHARS: usize = 4096;
 
     pub fn parse(s: String) -> Result<Self, String> {
+        refuse_nul("body", &s)?;
         if char_len(&s) > Self::MAX_CHARS {
             return Err(format!(
                 "body is longer than {} characters",
@@ -57,6 +78,7 @@ impl Category {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(s: String) -> Result<Self, String> {
+        refuse_nul("category", &s)?;
         match char_len(&s) {
             0 => Err("category must not be empty".into()),
             n if n > Self::MAX_CHARS => Err(format!(
@@ -83,6 +105,9 @@ impl NotificationData {
     pub fn parse(value: serde_json::Value) -> Result<Self, String> {
         if !value.is_object() {
             return Err("data must be a JSON object".into());
+        }
+        if has_nul(&value) {
+            return Err("data must not contain U+0000 in any string or key".into());
         }
         let text = serde_json::to_string(&value).map_err(|e| e.to_string())?;
         if text.len() > Self::MAX_BYTES {

@@ -54,14 +54,6 @@ impl NotificationBody {
                 Some(t)
             }
         };
-        refuse_nul("title", Some(&self.title))?;
-        refuse_nul("body", self.body.as_deref())?;
-        refuse_nul("category", self.category.as_deref())?;
-        if self.data.as_ref().is_some_and(has_nul) {
-            return Err(invalid(
-                "data must not contain U+0000 in any string or key".into(),
-            ));
-        }
         Ok(Content {
             title: Title::parse(self.title).map_err(invalid)?,
             body: self.body.map(Body::parse).transpose().map_err(invalid)?,
@@ -76,27 +68,6 @@ impl NotificationBody {
             },
             expires_at,
         })
-    }
-}
-
-/// PostgreSQL stores no U+0000 in `text` or `jsonb`. Refused here, before
-/// the request joins a publish batch, whose transaction it would fail.
-fn refuse_nul(field: &str, value: Option<&str>) -> Result<(), ApiError> {
-    if value.is_some_and(|v| v.contains('\0')) {
-        return Err(ApiError::Unprocessable(format!(
-            "{field} must not contain U+0000"
-        )));
-    }
-    Ok(())
-}
-
-fn has_nul(value: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(has_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
