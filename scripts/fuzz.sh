@@ -27,6 +27,10 @@ examples=${FUZZ_EXAMPLES:-100}
 seed=${FUZZ_SEED:-$(python3 -c 'import random; print(random.getrandbits(48))')}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/herald-fuzz.XXXXXX")
+# Run as root, the private PostgreSQL runs as another account, which must
+# reach its data directory in here (a throwaway database, nothing secret);
+# otherwise it would put the data elsewhere and the cleanup below would miss it.
+chmod 755 "$work"
 server=
 stop_server() {
     [ -n "$server" ] || return 0
