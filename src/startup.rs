@@ -91,6 +91,7 @@ impl Application {
                 instance.clone(),
                 shutdown.clone(),
             )),
+            tokio::spawn(telemetry::run_metrics_upkeep(shutdown.clone())),
             tokio::spawn(retention::run(
                 pool.clone(),
                 settings.retention.clone(),

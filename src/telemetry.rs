@@ -56,6 +56,19 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Folds recorded histogram samples into their buckets every few seconds.
+/// The exporter keeps raw samples until a scrape or an upkeep, so without
+/// this a process nobody scrapes would grow with every publish.
+pub async fn run_metrics_upkeep(shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => metrics_handle().run_upkeep(),
+        }
+    }
+}
+
 /// Series that should be scraped (at zero) before anything happened.
 fn register_series() {
     for transport in ["sse", "ws", "poll"] {
