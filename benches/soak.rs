@@ -5,17 +5,26 @@
 //!
 //! ```text
 //! cargo bench --bench soak -- [--minutes 10] [--rate 300] [--users 300]
-//!                             [--sample-secs 10] [--csv target/soak.csv]
+//!                             [--sample-secs 10] [--scrape-metrics 0]
+//!                             [--csv target/soak.csv]
 //! ```
+//!
+//! `--scrape-metrics S` fetches `/metrics` every S seconds during the run, as
+//! a Prometheus server would; by default nothing scrapes it.
 //!
 //! Every `--sample-secs` it prints one line about the service process: RSS,
 //! open descriptors, threads, its PostgreSQL connections, its live
 //! connections by transport, and the publishes and deliveries so far. At the
 //! end it stops publishing, lets every subscriber catch up, and checks that
 //! each user received exactly the acknowledged publishes for that user, once
-//! each, in seq order. The table also goes to a CSV file, and a last line
-//! `RESULT {json}` carries every number. The exit status is non-zero if
-//! anything was lost, duplicated or out of order, or any publish failed.
+//! each, in seq order. Then all clients leave and the service must get back
+//! to no live connections. It reports whether RSS, descriptors, threads and
+//! database connections stayed flat over the second half of the load. The
+//! table also goes to a CSV file, and a last line `RESULT {json}` carries
+//! every number. The exit status is non-zero if anything was lost,
+//! duplicated or out of order, any publish failed, or the service kept
+//! connections after the clients left or did not shut down cleanly;
+//! flatness is reported, not enforced.
 //!
 //! Not a test: under `cargo test` (no `--bench` argument) it does nothing.
 
@@ -50,6 +59,8 @@ struct Config {
     rate: f64,
     users: usize,
     sample_secs: f64,
+    /// Fetch `/metrics` this often, as a Prometheus server would (0: never).
+    scrape_secs: f64,
     csv: Option<PathBuf>,
 }
 
@@ -60,6 +71,7 @@ impl Default for Config {
             rate: 300.0,
             users: 300,
             sample_secs: 10.0,
+            scrape_secs: 0.0,
             csv: None,
         }
     }
@@ -71,7 +83,7 @@ impl Config {
     }
 }
 
-const USAGE: &str = "usage: [--minutes M] [--rate R] [--users N] [--sample-secs S] [--csv PATH]";
+const USAGE: &str = "usage: [--minutes M] [--rate R] [--users N] [--sample-secs S] [--scrape-metrics S] [--csv PATH]";
 
 /// `cargo bench` passes `--bench` after the user's arguments; `cargo test`
 /// does not, and then there is nothing to do (`None`).
@@ -104,6 +116,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Config>> {
             "--rate" => config.rate = value()?.parse()?,
             "--users" => config.users = value()?.parse()?,
             "--sample-secs" => config.sample_secs = value()?.parse()?,
+            "--scrape-metrics" => config.scrape_secs = value()?.parse()?,
             "--csv" => config.csv = Some(PathBuf::from(value()?)),
             _ => bail!("unknown argument {arg:?}; {USAGE}"),
         }
@@ -112,6 +125,9 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Config>> {
     if config.minutes <= 0.0 || config.rate <= 0.0 || config.users < 3 || config.sample_secs <= 0.0
     {
         bail!("--minutes, --rate and --sample-secs must be positive, --users at least 3");
+    }
+    if config.scrape_secs < 0.0 {
+        bail!("--scrape-metrics must be 0 (never) or positive");
     }
     Ok(Some(config))
 }
@@ -745,8 +761,14 @@ async fn publish_all(
 }
 
 /// Flatness of one resource: its value at minute 1 and at the end of the
-/// load, and max/min over the second half of the load.
-fn flatness(samples: &[Sample], load_secs: f64, value: impl Fn(&Sample) -> f64) -> Value {
+/// load, max/min over the second half of the load, and the least-squares
+/// slope (per minute) over that half; `flat` when `is_flat(min, max)`.
+fn flatness(
+    samples: &[Sample],
+    load_secs: f64,
+    value: impl Fn(&Sample) -> f64,
+    is_flat: impl Fn(f64, f64) -> bool,
+) -> Value {
     let load: Vec<&Sample> = samples.iter().filter(|s| s.phase == "load").collect();
     let minute1 = load
         .iter()
@@ -754,13 +776,30 @@ fn flatness(samples: &[Sample], load_secs: f64, value: impl Fn(&Sample) -> f64) 
         .or(load.first())
         .map(|s| value(s));
     let end = load.last().map(|s| value(s));
-    let half: Vec<f64> = load
+    let points: Vec<(f64, f64)> = load
         .iter()
         .filter(|s| s.t >= load_secs / 2.0)
-        .map(|s| value(s))
+        .map(|s| (s.t / 60.0, value(s)))
         .collect();
+    let half: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
     let max = half.iter().copied().fold(f64::MIN, f64::max);
     let min = half.iter().copied().fold(f64::MAX, f64::min);
+    let slope = if points.len() < 2 {
+        Value::Null
+    } else {
+        let n = points.len() as f64;
+        let (mt, mv) = (
+            points.iter().map(|p| p.0).sum::<f64>() / n,
+            points.iter().map(|p| p.1).sum::<f64>() / n,
+        );
+        let num: f64 = points.iter().map(|(t, v)| (t - mt) * (v - mv)).sum();
+        let den: f64 = points.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
+        if den > 0.0 {
+            json!((num / den * 1000.0).round() / 1000.0)
+        } else {
+            Value::Null
+        }
+    };
     let ratio = if half.is_empty() || min <= 0.0 {
         Value::Null
     } else {
@@ -772,6 +811,8 @@ fn flatness(samples: &[Sample], load_secs: f64, value: impl Fn(&Sample) -> f64) 
         "second_half_min": if half.is_empty() { Value::Null } else { json!(min) },
         "second_half_max": if half.is_empty() { Value::Null } else { json!(max) },
         "second_half_max_over_min": ratio,
+        "second_half_slope_per_min": slope,
+        "flat": !half.is_empty() && is_flat(min, max),
     })
 }
 
@@ -812,6 +853,14 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     println!(
         "soak: herald (pid {}) on a private PostgreSQL with fsync on, {build} build, {cores} cores",
         server.pid
+    );
+    println!(
+        "  /metrics {}",
+        if config.scrape_secs > 0.0 {
+            format!("scraped every {} s", config.scrape_secs)
+        } else {
+            "never scraped".to_owned()
+        }
     );
     println!(
         "  {} min at {}/s round-robin over {} users; subscribers {} SSE / {} WebSocket / {} long-poll, each reconnecting every 1-20 s",
@@ -871,6 +920,34 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         };
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Optionally a Prometheus-like scraper, until the end.
+    let scrapes = Arc::new(AtomicU64::new(0));
+    if config.scrape_secs > 0.0 {
+        let (http, url, stop, scrapes) = (
+            http.clone(),
+            server.url("/metrics"),
+            ctx.stop.clone(),
+            Arc::clone(&scrapes),
+        );
+        let every = Duration::from_secs_f64(config.scrape_secs);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = interval.tick() => {}
+                }
+                if let Ok(r) = http.get(&url).send().await
+                    && r.status() == 200
+                    && r.bytes().await.is_ok()
+                {
+                    scrapes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
 
     // Load, sampled every `sample_secs`.
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
@@ -1034,10 +1111,37 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     }
     println!("table written to {}", csv.display());
 
-    let rss = flatness(&samples, load_secs, |s| s.rss_kib as f64);
-    let fds = flatness(&samples, load_secs, |s| s.fds as f64);
-    let threads = flatness(&samples, load_secs, |s| s.threads as f64);
-    let db = flatness(&samples, load_secs, |s| s.db_conns as f64);
+    // Flat: RSS and threads within 10% over the second half; descriptors
+    // (which follow the connection churn) within 50%; database connections
+    // never above the pool plus the LISTEN connection.
+    let pool_cap = (settings.database.max_connections + 1) as f64;
+    let rss = flatness(
+        &samples,
+        load_secs,
+        |s| s.rss_kib as f64,
+        |lo, hi| hi <= lo * 1.10,
+    );
+    let fds = flatness(
+        &samples,
+        load_secs,
+        |s| s.fds as f64,
+        |lo, hi| hi <= lo * 1.5,
+    );
+    let threads = flatness(
+        &samples,
+        load_secs,
+        |s| s.threads as f64,
+        |lo, hi| hi <= lo * 1.10,
+    );
+    let db = flatness(
+        &samples,
+        load_secs,
+        |s| s.db_conns as f64,
+        |_, hi| hi <= pool_cap,
+    );
+    let flat = [&rss, &fds, &threads, &db]
+        .iter()
+        .all(|v| v["flat"] == true);
     let per_transport: serde_json::Map<String, Value> = Transport::ALL
         .iter()
         .map(|t| {
@@ -1088,13 +1192,21 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
             x.as_f64()
                 .map_or("-".into(), |x| format!("{:.1}", x / unit))
         };
+        let slope = v["second_half_slope_per_min"]
+            .as_f64()
+            .map_or("-".into(), |x| format!("{:+.2}", x / unit));
         println!(
-            "  {name:<14} minute 1 {}{suffix}, end {}{suffix}, second half {}–{}{suffix} (max/min {})",
+            "  {name:<14} minute 1 {}{suffix}, end {}{suffix}, second half {}–{}{suffix} (max/min {}, {slope}{suffix}/min): {}",
             f(&v["minute1"]),
             f(&v["end"]),
             f(&v["second_half_min"]),
             f(&v["second_half_max"]),
-            v["second_half_max_over_min"]
+            v["second_half_max_over_min"],
+            if v["flat"] == true {
+                "flat"
+            } else {
+                "NOT FLAT"
+            }
         );
     };
     flat_line("RSS", &rss, 1024.0, " MiB");
@@ -1141,7 +1253,11 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         && server_alive
         && idle_ok
         && clean_stop;
-    println!("  verdict        {}", if ok { "PASS" } else { "FAIL" });
+    println!(
+        "  verdict        delivery {}; resources {}",
+        if ok { "PASS" } else { "FAIL" },
+        if flat { "flat" } else { "NOT FLAT" }
+    );
     let result = json!({
         "scenario": "soak",
         "build": build,
@@ -1150,6 +1266,8 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         "minutes": config.minutes,
         "rate": config.rate,
         "users": config.users,
+        "metrics_scrape_secs": config.scrape_secs,
+        "metrics_scrapes": scrapes.load(Ordering::Relaxed),
         "load_seconds": load_secs,
         "sent": sent,
         "published": published,
@@ -1184,6 +1302,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         "service_warnings": warnings.len(),
         "csv": csv.display().to_string(),
         "ok": ok,
+        "flat": flat,
     });
     println!("RESULT {result}");
     Ok(ok)
