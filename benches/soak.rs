@@ -22,9 +22,9 @@
 //! database connections stayed flat over the second half of the load. The
 //! table also goes to a CSV file, and a last line `RESULT {json}` carries
 //! every number. The exit status is non-zero if anything was lost,
-//! duplicated or out of order, any publish failed, or the service kept
-//! connections after the clients left or did not shut down cleanly;
-//! flatness is reported, not enforced.
+//! duplicated or out of order, any publish failed, the service kept
+//! connections after the clients left or did not shut down cleanly, or a
+//! resource was not flat.
 //!
 //! Not a test: under `cargo test` (no `--bench` argument) it does nothing.
 
@@ -1305,7 +1305,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         "flat": flat,
     });
     println!("RESULT {result}");
-    Ok(ok)
+    Ok(ok && flat)
 }
 
 /// Latency percentiles in microseconds.
