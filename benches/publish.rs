@@ -12,6 +12,9 @@
 //!
 //! Each scenario prints a summary and one line `RESULT {json}`.
 
+mod common;
+
+use common::{Percentiles, ms};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -322,48 +325,6 @@ fn body_for(user: &str, sent_at_micros: i64) -> Value {
         "body": "A durable single-recipient notification.",
         "data": {"t": sent_at_micros},
     })
-}
-
-/// Latency percentiles in microseconds.
-#[derive(Debug, Default, Clone, Copy)]
-struct Percentiles {
-    p50: u64,
-    p99: u64,
-    max: u64,
-}
-
-impl Percentiles {
-    fn of(samples: &mut [u64]) -> Self {
-        if samples.is_empty() {
-            return Self::default();
-        }
-        samples.sort_unstable();
-        let at = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        Self {
-            p50: at(0.50),
-            p99: at(0.99),
-            max: samples[samples.len() - 1],
-        }
-    }
-
-    fn json(self) -> Value {
-        json!({"p50": self.p50, "p99": self.p99, "max": self.max})
-    }
-
-    fn human(self) -> String {
-        format!(
-            "p50 {} / p99 {} / max {}",
-            ms(self.p50),
-            ms(self.p99),
-            ms(self.max)
-        )
-    }
-}
-
-fn ms(micros: u64) -> String {
-    format!("{:.2} ms", micros as f64 / 1000.0)
 }
 
 fn common_fields(scenario: Scenario, config: &Config) -> serde_json::Map<String, Value> {

@@ -28,6 +28,9 @@
 //!
 //! Not a test: under `cargo test` (no `--bench` argument) it does nothing.
 
+mod common;
+
+use common::{Percentiles, ms};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -1306,48 +1309,6 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     });
     println!("RESULT {result}");
     Ok(ok && flat)
-}
-
-/// Latency percentiles in microseconds.
-#[derive(Debug, Default, Clone, Copy)]
-struct Percentiles {
-    p50: u64,
-    p99: u64,
-    max: u64,
-}
-
-impl Percentiles {
-    fn of(samples: &mut [u64]) -> Self {
-        if samples.is_empty() {
-            return Self::default();
-        }
-        samples.sort_unstable();
-        let at = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        Self {
-            p50: at(0.50),
-            p99: at(0.99),
-            max: samples[samples.len() - 1],
-        }
-    }
-
-    fn json(self) -> Value {
-        json!({"p50": self.p50, "p99": self.p99, "max": self.max})
-    }
-
-    fn human(self) -> String {
-        format!(
-            "p50 {} / p99 {} / max {}",
-            ms(self.p50),
-            ms(self.p99),
-            ms(self.max)
-        )
-    }
-}
-
-fn ms(micros: u64) -> String {
-    format!("{:.2} ms", micros as f64 / 1000.0)
 }
 
 /// Raises the soft open-files limit to the hard one when it is too low for
