@@ -30,11 +30,11 @@
 
 mod common;
 
+use common::server::{Server, config_dir, ensure_open_files, proc_sample, server_warnings};
 use common::{Percentiles, ms};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -156,7 +156,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     let outcome: anyhow::Result<bool> = runtime.block_on(async {
         pg.create_database(DATABASE).await?;
-        let mut server = Server::start(&pg.url(DATABASE), &dir)?;
+        let mut server = Server::start(&pg.url(DATABASE), dir.join("herald.log"), &[])?;
         soak(&config, &pg.url(DATABASE), &mut server).await
     });
     pg.stop();
@@ -169,118 +169,6 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(1)
         }
     }
-}
-
-/// The `herald` binary, run as a separate process on a free port.
-struct Server {
-    child: Child,
-    pid: u32,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(db_url: &str, dir: &Path) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = dir.join("herald.log");
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-            .arg("serve")
-            .env("DATABASE_URL", db_url)
-            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HERALD__LOG__LEVEL", "warn")
-            .env("HERALD__LOG__FORMAT", "json")
-            .env("HERALD_CONFIG_DIR", config_dir())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("starting the herald binary")?;
-        let pid = child.id();
-        Ok(Self {
-            child,
-            pid,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Waits for `/readyz` to answer 200.
-    async fn ready(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "herald exited at start ({status}); see {}",
-                    self.log.display()
-                );
-            }
-            if let Ok(r) = http.get(self.url("/readyz")).send().await
-                && r.status() == 200
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("herald was not ready within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGTERM (graceful shutdown), then SIGKILL after 15 s.
-    fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        use nix::sys::signal::{Signal, kill};
-        use nix::unistd::Pid;
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Some(status);
-        }
-        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn config_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
-}
-
-/// The service logs JSON at `warn`: every log line is worth a look (its
-/// start-up banner, which is not JSON, is not).
-fn server_warnings(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -614,18 +502,6 @@ impl Sample {
 
 /// RSS (KiB) and threads from `/proc/<pid>/status`, open descriptors from
 /// `/proc/<pid>/fd`.
-fn proc_sample(pid: u32) -> (u64, u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
-    (field("VmRSS:"), field("Threads:"), fds)
-}
 
 struct Monitor {
     pid: u32,
@@ -1309,34 +1185,4 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     });
     println!("RESULT {result}");
     Ok(ok && flat)
-}
-
-/// Raises the soft open-files limit to the hard one when it is too low for
-/// `needed` descriptors (util-linux `prlimit`; no extra crate). The service
-/// process inherits it.
-fn ensure_open_files(needed: usize) -> anyhow::Result<()> {
-    let read = || -> Option<(u64, u64)> {
-        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-        let mut numbers = line
-            .split_whitespace()
-            .filter_map(|w| w.parse::<u64>().ok());
-        Some((numbers.next()?, numbers.next()?))
-    };
-    let Some((soft, hard)) = read() else {
-        return Ok(());
-    };
-    if soft >= needed as u64 {
-        return Ok(());
-    }
-    let _ = Command::new("prlimit")
-        .arg(format!("--pid={}", std::process::id()))
-        .arg(format!("--nofile={hard}:{hard}"))
-        .status();
-    match read() {
-        Some((soft, _)) if soft >= needed as u64 => Ok(()),
-        _ => bail!(
-            "this run needs about {needed} open files but the limit is {soft} (hard {hard}); raise it (ulimit -n) or use fewer --users"
-        ),
-    }
 }

@@ -1,5 +1,10 @@
 //! Shared by the benchmark targets.
 
+// Each benchmark target compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+pub mod server;
+
 use serde_json::{Value, json};
 
 /// Latency percentiles in microseconds.
