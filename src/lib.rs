@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod batch;
 pub mod body_deadline;
 pub mod broadcast;
 pub mod center;
@@ -16,6 +17,7 @@ pub mod event;
 pub mod heartbeat;
 pub mod limits;
 pub mod live;
+pub mod log_reader;
 pub mod publish;
 pub mod retention;
 pub mod routes;

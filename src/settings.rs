@@ -37,6 +37,9 @@ pub struct ServerSettings {
     pub retry_ms: u64,
     pub max_body_bytes: usize,
     pub workers: usize,
+    /// Connections the kernel queues before they are accepted (capped by
+    /// `net.core.somaxconn`).
+    pub backlog: u32,
     /// A client must send a connection's first request head within this
     /// time (slow-request protection); it gets 408 and is disconnected.
     pub client_request_timeout_ms: u64,

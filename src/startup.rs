@@ -14,6 +14,7 @@ use crate::auth::Verifier;
 use crate::broadcast::Broadcaster;
 use crate::limits::PublishLimiter;
 use crate::live::{Hub, listener};
+use crate::log_reader::LogReader;
 use crate::publish::Publisher;
 use crate::routes;
 use crate::settings::Settings;
@@ -47,6 +48,29 @@ impl AppHandle {
     }
 }
 
+/// Binds `listen` with a listen queue of `backlog` (std's bind always asks
+/// for 128).
+fn bind(listen: &str, backlog: u32) -> anyhow::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for addr in listen.to_socket_addrs()? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        let bound = socket
+            .bind(&addr.into())
+            .and_then(|()| socket.listen(backlog.min(i32::MAX as u32) as i32));
+        match bound {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => anyhow::Error::new(e).context(format!("binding {listen}")),
+        None => anyhow::anyhow!("{listen} resolves to no address"),
+    })
+}
+
 impl Application {
     /// Connects to `database_url`, runs migrations, binds the listener and
     /// starts the background tasks. The server runs once awaited.
@@ -55,7 +79,7 @@ impl Application {
         let pool = db::pool(&settings.database, database_url)?;
         db::migrate(&pool).await?;
         let listener_pool = db::listener_pool(&settings.database, database_url)?;
-        let tcp = TcpListener::bind(&settings.server.listen)?;
+        let tcp = bind(&settings.server.listen, settings.server.backlog)?;
         let port = tcp.local_addr()?.port();
         Self::start(settings, pool, listener_pool, tcp, port)
     }
@@ -106,7 +130,9 @@ impl Application {
             broadcasts,
         ];
         let _ = telemetry::metrics_handle();
+        let log = LogReader::start(pool.clone(), settings.stream.replay_page);
         let state = web::Data::new(AppState {
+            log,
             pool,
             hub,
             publisher,

@@ -1,5 +1,6 @@
 //! What every request handler shares.
 
+use crate::log_reader::LogReader;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -16,6 +17,8 @@ pub struct AppState {
     pub pool: PgPool,
     pub hub: Arc<Hub>,
     pub publisher: Publisher,
+    /// Live connections' reads of the log, batched across connections.
+    pub log: LogReader,
     pub settings: Arc<Settings>,
     /// Cancelled on shutdown: live connections end so clients reconnect elsewhere.
     pub shutdown: CancellationToken,

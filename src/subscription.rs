@@ -14,7 +14,6 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 
 use crate::auth::Principal;
-use crate::db;
 use crate::domain::ResumePoint;
 use crate::error::ApiError;
 use crate::event::Event;
@@ -55,31 +54,37 @@ impl End {
     }
 }
 
+/// Where a connection starts.
+pub struct Start {
+    /// The last seq the client has: send what comes after it.
+    pub cursor: i64,
+    /// `Some(last_seq)`: the client must reset to the user's current seq.
+    pub reset: Option<i64>,
+    /// The user's seq when the connection opened: nothing to read up to it
+    /// when the cursor is there already.
+    pub last_seq: i64,
+}
+
 /// Where a stream starts: the cursor, and whether the client must reset.
 pub async fn start_position(
     state: &AppState,
     watch: &Watch,
     resume: ResumePoint,
-) -> Result<(i64, Option<i64>), ApiError> {
-    let mut conn = state.pool.acquire().await?;
-    let positions = match db::users::positions(&mut conn, &watch.user).await? {
-        Some(p) => p,
-        None => {
-            db::users::ensure_known(&mut conn, &watch.user).await?;
-            db::users::Positions {
-                last_seq: 0,
-                purged_seq: 0,
-            }
-        }
-    };
-    let last = positions.last_seq;
-    Ok(match resume {
-        ResumePoint::Live => (last, None),
-        ResumePoint::After(n) if n <= last && n >= positions.purged_seq => (n, None),
+) -> Result<Start, ApiError> {
+    let positions = state.log.positions(&watch.user).await?;
+    let last_seq = positions.last_seq;
+    let (cursor, reset) = match resume {
+        ResumePoint::Live => (last_seq, None),
+        ResumePoint::After(n) if n <= last_seq && n >= positions.purged_seq => (n, None),
         ResumePoint::After(_) | ResumePoint::Invalid => {
             metrics::counter!("herald_resets_total").increment(1);
-            (last, Some(last))
+            (last_seq, Some(last_seq))
         }
+    };
+    Ok(Start {
+        cursor,
+        reset,
+        last_seq,
     })
 }
 
@@ -97,7 +102,11 @@ pub async fn open(
             detail: e.to_string(),
             retry_after: Some(5),
         })?;
-    let (cursor, reset) = start_position(state, &watch, resume).await?;
+    let Start {
+        cursor,
+        reset,
+        last_seq,
+    } = start_position(state, &watch, resume).await?;
     // Counted from here, so the connection shows in stats as soon as the
     // client has its answer.
     let counted = state.hub.stats.connection(transport);
@@ -110,6 +119,10 @@ pub async fn open(
         state: state.clone(),
         watch,
         cursor,
+        // The watch was registered before the position was read, so anything
+        // committed after it wakes this connection: with the cursor at the
+        // user's seq there is nothing to read yet.
+        need_read: cursor < last_seq,
         tx,
         expires_at: principal.expires_at,
         transport,
@@ -124,6 +137,7 @@ struct Pump {
     state: actix_web::web::Data<AppState>,
     watch: Watch,
     cursor: i64,
+    need_read: bool,
     tx: mpsc::Sender<Frame>,
     expires_at: i64,
     transport: Transport,
@@ -149,7 +163,7 @@ impl Pump {
         let shutdown = self.state.shutdown.clone();
         let kicked = self.watch.kicked.clone();
 
-        let mut need_read = true;
+        let mut need_read = self.need_read;
         let mut backoff = Duration::from_millis(250);
         let end = loop {
             if need_read {
@@ -225,10 +239,7 @@ impl Pump {
     async fn catch_up(&mut self) -> Result<bool, Stop> {
         let page = self.state.settings.stream.replay_page;
         loop {
-            let read = async {
-                let mut conn = self.state.pool.acquire().await?;
-                db::events::read_after(&mut conn, &self.watch.user, self.cursor, page).await
-            };
+            let read = self.state.log.read_after(&self.watch.user, self.cursor);
             let events = match read.await {
                 Ok(events) => events,
                 Err(e) => {

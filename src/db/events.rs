@@ -58,6 +58,14 @@ impl LogRow {
     }
 }
 
+/// A log row tagged with the position of the reader it answers.
+#[derive(sqlx::FromRow)]
+struct ReaderRow {
+    reader: i64,
+    #[sqlx(flatten)]
+    row: LogRow,
+}
+
 /// Up to `limit` events of `user` with seq > `after`, in seq order. Expired
 /// notifications are left out; deleted ones are gone (their `deleted` event
 /// remains).
@@ -67,27 +75,54 @@ pub async fn read_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<Event>, sqlx::Error> {
-    let rows: Vec<LogRow> = sqlx::query_as(
-        "SELECT seq, kind, event_data, id, title, body, category, data, created_at, read_at, expires_at
-         FROM (
-             SELECT n.seq, 'notification' AS kind, NULL::text AS event_data, n.id, n.title, n.body,
-                    n.category, n.data, n.created_at, n.read_at, n.expires_at
-             FROM notifications n
-             WHERE n.user_id = $1 AND n.seq > $2 AND (n.expires_at IS NULL OR n.expires_at > now())
-             UNION ALL
-             SELECT e.seq, e.kind, e.data::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-             FROM events e
-             WHERE e.user_id = $1 AND e.seq > $2
+    let mut logs = read_after_many(conn, &[(user.as_str(), after)], limit).await?;
+    Ok(logs.pop().unwrap_or_default())
+}
+
+/// [`read_after`] for many readers at once, in one statement: for each
+/// (user, after), up to `limit` events, in seq order. The answer has one
+/// list per reader, in the readers' order.
+pub async fn read_after_many(
+    conn: &mut PgConnection,
+    readers: &[(&str, i64)],
+    limit: i64,
+) -> Result<Vec<Vec<Event>>, sqlx::Error> {
+    let users: Vec<&str> = readers.iter().map(|(u, _)| *u).collect();
+    let afters: Vec<i64> = readers.iter().map(|(_, a)| *a).collect();
+    let rows: Vec<ReaderRow> = sqlx::query_as(
+        "SELECT r.reader, log.*
+         FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS r(user_id, after, reader)
+         CROSS JOIN LATERAL (
+             SELECT seq, kind, event_data, id, title, body, category, data, created_at, read_at, expires_at
+             FROM (
+                 SELECT n.seq, 'notification' AS kind, NULL::text AS event_data, n.id, n.title, n.body,
+                        n.category, n.data, n.created_at, n.read_at, n.expires_at
+                 FROM notifications n
+                 WHERE n.user_id = r.user_id AND n.seq > r.after
+                   AND (n.expires_at IS NULL OR n.expires_at > now())
+                 UNION ALL
+                 SELECT e.seq, e.kind, e.data::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+                 FROM events e
+                 WHERE e.user_id = r.user_id AND e.seq > r.after
+             ) AS one
+             ORDER BY seq
+             LIMIT $3
          ) AS log
-         ORDER BY seq
-         LIMIT $3",
+         ORDER BY r.reader, log.seq",
     )
-    .bind(user.as_str())
-    .bind(after)
+    .bind(&users)
+    .bind(&afters)
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(LogRow::into_event).collect())
+    let mut logs: Vec<Vec<Event>> = (0..readers.len()).map(|_| Vec::new()).collect();
+    for ReaderRow { reader, row } in rows {
+        // WITH ORDINALITY counts from 1.
+        if let Some(log) = logs.get_mut(reader as usize - 1) {
+            log.push(row.into_event());
+        }
+    }
+    Ok(logs)
 }
 
 /// Appends a state-change event (not a notification: those are rows of

@@ -20,23 +20,58 @@ pub struct Positions {
     pub purged_seq: i64,
 }
 
+/// A user's positions, if the user is known.
 pub async fn positions(
     conn: &mut PgConnection,
     user: &UserId,
 ) -> Result<Option<Positions>, sqlx::Error> {
-    sqlx::query_as("SELECT last_seq, purged_seq FROM users WHERE user_id = $1")
-        .bind(user.as_str())
-        .fetch_optional(conn)
-        .await
+    Ok(positions_many(conn, &[user.as_str()])
+        .await?
+        .pop()
+        .flatten())
 }
 
-/// Records a user as known (they opened a connection), so broadcasts reach them.
-pub async fn ensure_known(conn: &mut PgConnection, user: &UserId) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO users (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING")
-        .bind(user.as_str())
-        .execute(conn)
-        .await
-        .map(|_| ())
+/// The positions of each of `users`, in their order (`None`: not known).
+pub async fn positions_many(
+    conn: &mut PgConnection,
+    users: &[&str],
+) -> Result<Vec<Option<Positions>>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        last_seq: Option<i64>,
+        purged_seq: Option<i64>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT u.last_seq, u.purged_seq
+         FROM unnest($1::text[]) WITH ORDINALITY AS q(user_id, i)
+         LEFT JOIN users u ON u.user_id = q.user_id
+         ORDER BY q.i",
+    )
+    .bind(users)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| match (r.last_seq, r.purged_seq) {
+            (Some(last_seq), Some(purged_seq)) => Some(Positions {
+                last_seq,
+                purged_seq,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Records users as known (they opened a connection), so broadcasts reach them.
+pub async fn ensure_known(conn: &mut PgConnection, users: &[&str]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (user_id) SELECT u FROM unnest($1::text[]) AS u ORDER BY u
+         ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(users)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Reserves `counts[i]` new seqs for `users[i]`, locking the rows in one

@@ -52,7 +52,8 @@ pub async fn events(
     // Subscribe before the first read, as streams do.
     let mut watch = state.hub.watch_poll(&principal.user);
     let resume = ResumePoint::parse(query.after.as_deref());
-    let (cursor, reset) = subscription::start_position(&state, &watch, resume).await?;
+    let subscription::Start { cursor, reset, .. } =
+        subscription::start_position(&state, &watch, resume).await?;
     if let Some(last_seq) = reset {
         let data =
             RawValue::from_string(format!(r#"{{"last_seq":{last_seq}}}"#)).expect("valid JSON");
