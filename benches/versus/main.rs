@@ -185,7 +185,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Plan>> {
     let mut o = Overrides::default();
     let mut target = None;
     let mut runs = None;
-    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/versus");
+    let mut out = None;
     let mut filtered = false;
     let mut i = 0;
     while i < args.len() {
@@ -207,7 +207,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Plan>> {
             "all" => scenarios.extend(Scenario::ALL),
             "--target" => target = Some(value()?),
             "--runs" => runs = Some(value()?.parse()?),
-            "--out" => out = PathBuf::from(value()?),
+            "--out" => out = Some(PathBuf::from(value()?)),
             "--streams" => o.streams = Some(value()?.parse()?),
             "--users" => o.users = Some(value()?.parse()?),
             "--publishers" => o.publishers = Some(value()?.parse()?),
@@ -259,7 +259,14 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Plan>> {
             .collect(),
         targets,
         runs: runs.unwrap_or(if smoke { 1 } else { 3 }),
-        out,
+        // Smoke runs keep away from the results of real ones.
+        out: out.unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(if smoke {
+                "target/tmp/versus-smoke"
+            } else {
+                "target/versus"
+            })
+        }),
     }))
 }
 
