@@ -14,8 +14,8 @@ const COLOURS: [&str; 3] = ["#c0392b", "#2471a3", "#229954"];
 /// Points per line: quantiles 0, 1/N, … 1.
 const POINTS: usize = 400;
 
-/// `series`: (name, latencies in µs).
-pub fn svg(title: &str, series: &[(&str, &[u64])]) -> String {
+/// `series`: (name, latencies in µs); `what`: what the latencies measure.
+pub fn svg(title: &str, what: &str, series: &[(&str, &[u64])]) -> String {
     let sorted: Vec<(&str, Vec<u64>)> = series
         .iter()
         .map(|(name, samples)| {
@@ -55,9 +55,10 @@ pub fn svg(title: &str, series: &[(&str, &[u64])]) -> String {
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{} — CDF of publish→deliver latency</text>"#,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{} — CDF of {}</text>"#,
         WIDTH / 2.0,
-        escape(title)
+        escape(title),
+        escape(what)
     );
     // Grid: every decade on x, every 10 % on y, and the p99 line.
     let mut decade = lo;
@@ -76,10 +77,11 @@ pub fn svg(title: &str, series: &[(&str, &[u64])]) -> String {
         let q = tenth as f64 / 10.0;
         let _ = writeln!(
             out,
-            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{tenth}0%</text>"##,
+            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}%</text>"##,
             LEFT + plot_w,
             LEFT - 6.0,
             y(q) + 4.0,
+            tenth * 10,
             py = y(q),
         );
     }

@@ -79,6 +79,15 @@ impl Scenario {
         }
     }
 
+    /// What the latency samples of this scenario measure.
+    fn sampled(self) -> &'static str {
+        match self {
+            Self::Fanout | Self::Scale => "publish sent → each stream has it",
+            Self::Replay => "reconnect → stream caught up",
+            _ => "publish→deliver latency",
+        }
+    }
+
     /// What the table shows for this scenario: a label, the unit the primary
     /// number is shown in (and its divisor), and whether higher is better.
     fn primary(self) -> (&'static str, f64, bool) {
@@ -435,7 +444,10 @@ fn summarize(plan: &Plan, measured: &[Measured]) -> anyhow::Result<()> {
         if !series.is_empty() {
             let name = case.label().replace(['/', ' ', '×'], "-");
             let path = plan.out.join(format!("{name}-cdf.svg"));
-            std::fs::write(&path, cdf::svg(&case.label(), &series))?;
+            std::fs::write(
+                &path,
+                cdf::svg(&case.label(), case.scenario.sampled(), &series),
+            )?;
             println!("  (picture: {})", path.display());
         }
     }
