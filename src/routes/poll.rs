@@ -52,8 +52,10 @@ pub async fn events(
     // Subscribe before the first read, as streams do.
     let mut watch = state.hub.watch_poll(&principal.user);
     let resume = ResumePoint::parse(query.after.as_deref());
+    // The database steps are boxed: inlined, the handler's future (which
+    // lives as long as the poll waits) kept room for their state too.
     let subscription::Start { cursor, reset, .. } =
-        subscription::start_position(&state, &watch, resume).await?;
+        Box::pin(subscription::start_position(&state, &watch, resume)).await?;
     if let Some(last_seq) = reset {
         let data =
             RawValue::from_string(format!(r#"{{"last_seq":{last_seq}}}"#)).expect("valid JSON");
@@ -69,7 +71,7 @@ pub async fn events(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
-        let (events, last_seq) = read(&state, &principal.user, cursor, limit).await?;
+        let (events, last_seq) = Box::pin(read(&state, &principal.user, cursor, limit)).await?;
         let expired = tokio::time::Instant::now() >= deadline;
         if !events.is_empty() || expired {
             for _ in &events {
