@@ -47,10 +47,10 @@ done
 sleep 2
 perf record -e cpu-clock -c 1000000 -a "${callgraph[@]}" -o "$OUT/perf.data" -- sleep "$SAMPLE" \
     2>"$OUT/perf-record.log"
-# The benchmark and its PostgreSQL (postmaster and backends): other
-# processes on the machine are left out of the per-publish figures.
+# The threads of the benchmark and of its PostgreSQL (postmaster and
+# backends): other processes on the machine are left out of the figures.
 descendants() { local p; for p in $(ps -o pid= --ppid "$1"); do echo "$p"; descendants "$p"; done; }
-pids=$( (echo "$bench"; descendants "$bench") | paste -sd, -)
+tids=$( (ls /proc/"$bench"/task; descendants "$bench") | paste -sd, -)
 wait "$bench"
 cat "$OUT/bench.log"
 echo "load while profiling: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -63,20 +63,20 @@ report() {
 # on what else the machine is running.
 rate=$(sed -n 's/.*"publishes_per_sec":\([0-9.]*\).*/\1/p' "$OUT/bench.log")
 echo; echo "== CPU of the benchmark process and its PostgreSQL, by thread name =="
-echo "   (% of all CPU samples; µs of CPU per publish)"
-report --pid "$pids" --sort comm -n | head -n 15 |
-    awk -v rate="$rate" -v secs="$SAMPLE" '{
-        us = ($2 / 1000) / (rate * secs) * 1e6
-        name = $3; for (i = 4; i <= NF; i++) name = name " " $i
-        printf "%8s %8d samples %7.1f us/publish  %s\n", $1, $2, us, name
-    }'
-report --pid "$pids" --sort comm -n |
-    awk -v rate="$rate" -v secs="$SAMPLE" '
-        { n += $2 }
-        END { printf "herald + load generator + PostgreSQL: %.1f us of CPU per publish\n", (n / 1000) / (rate * secs) * 1e6 }'
+echo "   (samples = ms of CPU; µs of CPU per publish)"
+report --sort pid -n |
+    awk -v tids=",$tids," -v rate="$rate" -v secs="$SAMPLE" '{
+        split($3, id, ":"); if (index(tids, "," id[1] ",") == 0) next
+        name = substr($3, length(id[1]) + 2); for (i = 4; i <= NF; i++) name = name " " $i
+        n[name] += $2; total += $2
+    }
+    END {
+        for (name in n) printf "%8d samples %7.1f us/publish  %s\n", n[name], (n[name] / 1000) / (rate * secs) * 1e6, name
+        printf "%8d samples %7.1f us/publish  herald + load generator + PostgreSQL\n", total, (total / 1000) / (rate * secs) * 1e6
+    }' | sort -k1,1nr
 echo; echo "== whole machine by thread name (swapper = idle) =="
 report --sort comm | head -n 10
 echo; echo "== the benchmark and its PostgreSQL by binary/library =="
-report --pid "$pids" --sort comm,dso | head -n 20
+report --tid "$tids" --sort comm,dso | head -n 20
 echo; echo "== the benchmark and its PostgreSQL: hottest symbols =="
-report --pid "$pids" --sort comm,sym | head -n "$TOP"
+report --tid "$tids" --sort comm,sym | head -n "$TOP"
