@@ -226,176 +226,45 @@ impl Worker {
         }
     }
 
-    /// One transaction for the whole batch.
+    /// One transaction for the whole batch. A batch of plain publishes is a
+    /// single statement, its own transaction; idempotency keys and broadcast
+    /// cursors need a few statements, in an explicit transaction.
     async fn try_commit(
         &self,
         requests: &[&PublishRequest],
         received: &[std::time::Instant],
     ) -> Result<Committed, sqlx::Error> {
         let created_at = now_micros();
-        let mut tx = self.pool.begin().await?;
         let mut outcomes: Vec<Option<Result<Published, ApiError>>> =
             requests.iter().map(|_| None).collect();
-
-        // 1. Idempotency keys: claim the free ones, answer the taken ones.
-        let keyed: Vec<usize> = (0..requests.len())
-            .filter(|&i| requests[i].idempotency.is_some())
-            .collect();
-        let mut claimed_keys = Vec::new();
-        if !keyed.is_empty() {
-            let key = |i: usize| requests[i].idempotency.as_ref().expect("keyed");
-            let publishers: Vec<&str> = keyed
-                .iter()
-                .map(|&i| requests[i].publisher.as_str())
-                .collect();
-            let keys: Vec<&str> = keyed.iter().map(|&i| key(i).key.as_str()).collect();
-            let hashes: Vec<Vec<u8>> = keyed.iter().map(|&i| key(i).request_hash.clone()).collect();
-            let claimed: HashSet<i64> =
-                db::idempotency::claim(&mut tx, &publishers, &keys, &hashes)
-                    .await?
-                    .into_iter()
-                    .collect();
-            for (n, &i) in keyed.iter().enumerate() {
-                if claimed.contains(&(n as i64)) {
-                    claimed_keys.push(i);
-                    continue;
-                }
-                let stored = db::idempotency::find(&mut tx, publishers[n], keys[n]).await?;
-                outcomes[i] = Some(match stored {
-                    Some(s) if s.request_hash == hashes[n] => {
-                        match s.response.and_then(|r| serde_json::from_value(r.0).ok()) {
-                            Some(published) => Ok(published),
-                            None => Err(ApiError::Internal(anyhow::anyhow!(
-                                "idempotency record without a response"
-                            ))),
-                        }
-                    }
-                    _ => Err(ApiError::Unprocessable(
-                        "this Idempotency-Key was used with a different request body".into(),
-                    )),
-                });
-            }
-        }
-
-        // 1b. Broadcast chunks: move each broadcast's cursor in this same
-        // transaction. A chunk whose broadcast is no longer at the cursor it
-        // was read at (another instance sent it) is dropped, alone. Rows are
-        // locked in id order, after idempotency keys and before users, as in
-        // every batch.
-        let mut chunks: Vec<usize> = (0..requests.len())
-            .filter(|&i| outcomes[i].is_none() && requests[i].broadcast.is_some())
-            .collect();
-        chunks.sort_by_key(|&i| requests[i].broadcast.as_ref().map(|b| b.id));
-        for i in chunks {
-            let r = requests[i];
-            let b = r.broadcast.as_ref().expect("a broadcast chunk");
-            let sent = r.recipients.len() as i64;
-            if !db::broadcasts::advance(&mut tx, b.id, b.from.as_deref(), &b.to, sent).await? {
-                outcomes[i] = Some(Err(ApiError::Unprocessable(
-                    "this broadcast chunk was already sent".into(),
-                )));
-            }
-        }
-
-        // 2. Reserve seqs for every recipient of the requests still to do.
-        let todo: Vec<usize> = (0..requests.len())
-            .filter(|&i| outcomes[i].is_none())
-            .collect();
-        let mut counts: HashMap<&str, i64> = HashMap::new();
-        for &i in &todo {
-            for user in &requests[i].recipients {
-                *counts.entry(user.as_str()).or_default() += 1;
-            }
-        }
-        let mut next_seq: HashMap<String, i64> = HashMap::with_capacity(counts.len());
-        if !counts.is_empty() {
-            let (users, n): (Vec<&str>, Vec<i64>) = counts.iter().map(|(u, n)| (*u, *n)).unzip();
-            for (user, last) in db::users::reserve_seqs(&mut tx, &users, &n).await? {
-                let first = last - counts[user.as_str()] + 1;
-                next_seq.insert(user, first);
-            }
-        }
-
-        // 3. Insert the notifications.
-        let mut rows = db::notifications::NewRows::default();
-        let mut published: Vec<Option<Published>> = requests.iter().map(|_| None).collect();
-        for (content_idx, &i) in todo.iter().enumerate() {
-            let r = requests[i];
-            let c = &r.content;
-            rows.titles.push(c.title.as_str());
-            rows.bodies.push(c.body.as_ref().map(Body::as_str));
-            rows.categories
-                .push(c.category.as_ref().map(Category::as_str));
-            rows.data
-                .push(c.data.as_ref().map(NotificationData::as_json));
-            rows.expires.push(c.expires_at);
-            let mut items = Vec::with_capacity(r.recipients.len());
-            for user in &r.recipients {
-                let seq = next_seq.get_mut(user.as_str()).expect("reserved");
-                let id = Uuid::now_v7();
-                rows.ids.push(id);
-                rows.users.push(user.as_str());
-                rows.seqs.push(*seq);
-                rows.content.push(content_idx as i32 + 1);
-                items.push(PublishedItem {
-                    id,
-                    user_id: user.to_string(),
-                    seq: *seq,
-                });
-                *seq += 1;
-            }
-            published[i] = Some(Published {
-                notifications: items,
-            });
-        }
-        if !rows.ids.is_empty() {
-            db::notifications::insert_batch(&mut tx, &rows, created_at).await?;
-        }
-
-        // 4. Remember the answers of newly claimed idempotency keys.
-        if !claimed_keys.is_empty() {
-            let publishers: Vec<&str> = claimed_keys
-                .iter()
-                .map(|&i| requests[i].publisher.as_str())
-                .collect();
-            let keys: Vec<&str> = claimed_keys
-                .iter()
-                .map(|&i| {
-                    requests[i]
-                        .idempotency
-                        .as_ref()
-                        .expect("keyed")
-                        .key
-                        .as_str()
-                })
-                .collect();
-            let responses: Vec<String> = claimed_keys
-                .iter()
-                .map(|&i| {
-                    serde_json::to_string(published[i].as_ref().expect("published"))
-                        .expect("serializes")
-                })
-                .collect();
-            db::idempotency::store_responses(&mut tx, &publishers, &keys, &responses).await?;
-        }
-
-        // 5. Wake other instances, delivered by PostgreSQL only on commit.
-        let last_seqs: Vec<(String, i64)> = next_seq
+        let plain = requests
             .iter()
-            .map(|(u, next)| (u.clone(), next - 1))
-            .collect();
-        if !last_seqs.is_empty() {
-            db::events::notify(&mut tx, &wakeup::encode(&self.instance, last_seqs)).await?;
-        }
-        tx.commit().await?;
+            .all(|r| r.idempotency.is_none() && r.broadcast.is_none());
+        let published = if plain {
+            let mut conn = self.pool.acquire().await?;
+            self.insert(&mut conn, requests, &outcomes, created_at)
+                .await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let claimed_keys = claim_keys(&mut tx, requests, &mut outcomes).await?;
+            advance_broadcasts(&mut tx, requests, &mut outcomes).await?;
+            let published = self
+                .insert(&mut tx, requests, &outcomes, created_at)
+                .await?;
+            store_responses(&mut tx, requests, &claimed_keys, &published).await?;
+            tx.commit().await?;
+            published
+        };
 
         // What connections in this process receive without reading it back:
         // built only for users someone here is watching.
         let mut local: HashMap<UserId, Vec<Event>> = HashMap::new();
-        for &i in &todo {
+        let mut created = 0;
+        for (i, fresh) in published.iter().enumerate() {
+            let Some(fresh) = fresh else { continue };
             let r = requests[i];
-            let items = &published[i].as_ref().expect("published").notifications;
-            for (user, item) in r.recipients.iter().zip(items) {
+            created += fresh.notifications.len() as u64;
+            for (user, item) in r.recipients.iter().zip(&fresh.notifications) {
                 if self.hub.is_watched(user) {
                     let mut event = notification(&r.content, item, created_at).to_event();
                     event.published_at = Some(received[i]);
@@ -411,8 +280,83 @@ impl Worker {
         Ok(Committed {
             outcomes,
             local,
-            created: rows.ids.len() as u64,
+            created,
         })
+    }
+
+    /// Inserts the notifications of the requests not yet answered (with seqs
+    /// reserved and other instances woken in the same statement) and returns
+    /// their answers, by request index.
+    async fn insert(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        requests: &[&PublishRequest],
+        outcomes: &[Option<Result<Published, ApiError>>],
+        created_at: DateTime<Utc>,
+    ) -> Result<Vec<Option<Published>>, sqlx::Error> {
+        let mut rows = db::notifications::NewRows::default();
+        let mut counts: HashMap<&str, i64> = HashMap::new();
+        let mut published: Vec<Option<Published>> = requests.iter().map(|_| None).collect();
+        for (i, r) in requests.iter().enumerate() {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let c = &r.content;
+            rows.titles.push(c.title.as_str());
+            rows.bodies.push(c.body.as_ref().map(Body::as_str));
+            rows.categories
+                .push(c.category.as_ref().map(Category::as_str));
+            rows.data
+                .push(c.data.as_ref().map(NotificationData::as_json));
+            rows.expires.push(c.expires_at);
+            let content = rows.titles.len() as i32;
+            let mut items = Vec::with_capacity(r.recipients.len());
+            for user in &r.recipients {
+                let id = Uuid::now_v7();
+                rows.ids.push(id);
+                rows.users.push(user.as_str());
+                rows.content.push(content);
+                *counts.entry(user.as_str()).or_default() += 1;
+                items.push(PublishedItem {
+                    id,
+                    user_id: user.to_string(),
+                    seq: 0,
+                });
+            }
+            published[i] = Some(Published {
+                notifications: items,
+            });
+        }
+        if rows.ids.is_empty() {
+            return Ok(published);
+        }
+        let (users, n): (Vec<&str>, Vec<i64>) = counts.iter().map(|(u, n)| (*u, *n)).unzip();
+        let recipients = db::notifications::Recipients {
+            payloads: wakeup::split(&self.instance, &users),
+            users,
+            counts: n,
+        };
+        let reserved =
+            db::notifications::publish_batch(conn, &rows, &recipients, created_at, &self.instance)
+                .await?;
+        // A user's rows got its reserved seqs in row order, as here.
+        let mut next_seq: HashMap<String, i64> = reserved
+            .into_iter()
+            .map(|(user, last)| {
+                let first = last - counts[user.as_str()] + 1;
+                (user, first)
+            })
+            .collect();
+        for item in published
+            .iter_mut()
+            .flatten()
+            .flat_map(|p| &mut p.notifications)
+        {
+            let seq = next_seq.get_mut(&item.user_id).expect("reserved");
+            item.seq = *seq;
+            *seq += 1;
+        }
+        Ok(published)
     }
 
     fn wake_local(&self, local: HashMap<UserId, Vec<Event>>) {
@@ -422,6 +366,115 @@ impl Worker {
             self.hub.wake(&user, last, Some(Arc::from(events)));
         }
     }
+}
+
+/// Claims the free idempotency keys of a batch and answers the requests
+/// whose key is taken (a retry gets the stored answer). Returns the indexes
+/// of the requests whose key this batch claimed.
+async fn claim_keys(
+    tx: &mut sqlx::PgConnection,
+    requests: &[&PublishRequest],
+    outcomes: &mut [Option<Result<Published, ApiError>>],
+) -> Result<Vec<usize>, sqlx::Error> {
+    let keyed: Vec<usize> = (0..requests.len())
+        .filter(|&i| requests[i].idempotency.is_some())
+        .collect();
+    let mut claimed_keys = Vec::new();
+    if keyed.is_empty() {
+        return Ok(claimed_keys);
+    }
+    let key = |i: usize| requests[i].idempotency.as_ref().expect("keyed");
+    let publishers: Vec<&str> = keyed
+        .iter()
+        .map(|&i| requests[i].publisher.as_str())
+        .collect();
+    let keys: Vec<&str> = keyed.iter().map(|&i| key(i).key.as_str()).collect();
+    let hashes: Vec<Vec<u8>> = keyed.iter().map(|&i| key(i).request_hash.clone()).collect();
+    let claimed: HashSet<i64> = db::idempotency::claim(tx, &publishers, &keys, &hashes)
+        .await?
+        .into_iter()
+        .collect();
+    for (n, &i) in keyed.iter().enumerate() {
+        if claimed.contains(&(n as i64)) {
+            claimed_keys.push(i);
+            continue;
+        }
+        let stored = db::idempotency::find(tx, publishers[n], keys[n]).await?;
+        outcomes[i] = Some(match stored {
+            Some(s) if s.request_hash == hashes[n] => {
+                match s.response.and_then(|r| serde_json::from_value(r.0).ok()) {
+                    Some(published) => Ok(published),
+                    None => Err(ApiError::Internal(anyhow::anyhow!(
+                        "idempotency record without a response"
+                    ))),
+                }
+            }
+            _ => Err(ApiError::Unprocessable(
+                "this Idempotency-Key was used with a different request body".into(),
+            )),
+        });
+    }
+    Ok(claimed_keys)
+}
+
+/// Broadcast chunks: moves each broadcast's cursor in the batch's
+/// transaction. A chunk whose broadcast is no longer at the cursor it was
+/// read at (another instance sent it) is dropped, alone. Rows are locked in
+/// id order, after idempotency keys and before users, as in every batch.
+async fn advance_broadcasts(
+    tx: &mut sqlx::PgConnection,
+    requests: &[&PublishRequest],
+    outcomes: &mut [Option<Result<Published, ApiError>>],
+) -> Result<(), sqlx::Error> {
+    let mut chunks: Vec<usize> = (0..requests.len())
+        .filter(|&i| outcomes[i].is_none() && requests[i].broadcast.is_some())
+        .collect();
+    chunks.sort_by_key(|&i| requests[i].broadcast.as_ref().map(|b| b.id));
+    for i in chunks {
+        let r = requests[i];
+        let b = r.broadcast.as_ref().expect("a broadcast chunk");
+        let sent = r.recipients.len() as i64;
+        if !db::broadcasts::advance(tx, b.id, b.from.as_deref(), &b.to, sent).await? {
+            outcomes[i] = Some(Err(ApiError::Unprocessable(
+                "this broadcast chunk was already sent".into(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Remembers the answers of newly claimed idempotency keys.
+async fn store_responses(
+    tx: &mut sqlx::PgConnection,
+    requests: &[&PublishRequest],
+    claimed_keys: &[usize],
+    published: &[Option<Published>],
+) -> Result<(), sqlx::Error> {
+    if claimed_keys.is_empty() {
+        return Ok(());
+    }
+    let publishers: Vec<&str> = claimed_keys
+        .iter()
+        .map(|&i| requests[i].publisher.as_str())
+        .collect();
+    let keys: Vec<&str> = claimed_keys
+        .iter()
+        .map(|&i| {
+            requests[i]
+                .idempotency
+                .as_ref()
+                .expect("keyed")
+                .key
+                .as_str()
+        })
+        .collect();
+    let responses: Vec<String> = claimed_keys
+        .iter()
+        .map(|&i| {
+            serde_json::to_string(published[i].as_ref().expect("published")).expect("serializes")
+        })
+        .collect();
+    db::idempotency::store_responses(tx, &publishers, &keys, &responses).await
 }
 
 fn notification(c: &Content, item: &PublishedItem, created_at: DateTime<Utc>) -> Notification {

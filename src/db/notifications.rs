@@ -91,8 +91,8 @@ pub async fn get(
 #[derive(Default)]
 pub struct NewRows<'a> {
     pub ids: Vec<Uuid>,
+    /// Per row, in the order their seqs are given out.
     pub users: Vec<&'a str>,
-    pub seqs: Vec<i64>,
     /// 1-based index into the content arrays.
     pub content: Vec<i32>,
     pub titles: Vec<&'a str>,
@@ -102,22 +102,70 @@ pub struct NewRows<'a> {
     pub expires: Vec<Option<DateTime<Utc>>>,
 }
 
-pub async fn insert_batch(
+/// The distinct recipients of a batch: how many rows each gets, and which
+/// wake-up payload it goes in (`live::wakeup::split`).
+pub struct Recipients<'a> {
+    pub users: Vec<&'a str>,
+    pub counts: Vec<i64>,
+    pub payloads: Vec<i32>,
+}
+
+/// One batch as one statement, so it costs one round trip (and, outside an
+/// explicit transaction, is its own transaction: one commit, one fsync):
+///
+/// 1. reserves `counts[i]` seqs for `users[i]` by bumping the per-user
+///    counter (`db::users`), taking the rows in user order so concurrent
+///    batches cannot deadlock; the row locks are held until commit, so each
+///    user's changes commit in seq order;
+/// 2. inserts the rows, a user's rows getting that user's reserved seqs in
+///    row order: `last_seq - count + 1 ..= last_seq`;
+/// 3. queues one NOTIFY per wake-up payload (`live::wakeup`), which
+///    PostgreSQL delivers only if this commits.
+///
+/// Returns every user's new `last_seq`.
+pub async fn publish_batch(
     conn: &mut PgConnection,
     rows: &NewRows<'_>,
+    recipients: &Recipients<'_>,
     created_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at, expires_at)
-         SELECT r.id, r.user_id, r.seq, c.title, c.body, c.category, c.data::jsonb, $5, c.expires_at
-         FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[]) AS r(id, user_id, seq, content)
-         JOIN unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
-              WITH ORDINALITY AS c(title, body, category, data, expires_at, idx)
-           ON c.idx = r.content",
+    instance: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let reserved: Vec<(Vec<String>, Vec<i64>)> = sqlx::query_as(
+        r#"WITH reserved AS (
+             INSERT INTO users (user_id, last_seq)
+             SELECT u, n FROM unnest($1::text[], $2::int8[]) AS t(u, n) ORDER BY u
+             ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + EXCLUDED.last_seq
+             RETURNING user_id, last_seq
+         ), numbered AS (
+             SELECT r.id, r.user_id, r.content,
+                    row_number() OVER (PARTITION BY r.user_id ORDER BY r.ord) AS nth,
+                    count(*) OVER (PARTITION BY r.user_id) AS n
+             FROM unnest($4::uuid[], $5::text[], $6::int4[]) WITH ORDINALITY AS r(id, user_id, content, ord)
+         ), inserted AS (
+             INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at, expires_at)
+             SELECT r.id, r.user_id, w.last_seq - r.n + r.nth,
+                    c.title, c.body, c.category, c.data::jsonb, $7, c.expires_at
+             FROM numbered AS r
+             JOIN reserved AS w ON w.user_id = r.user_id
+             JOIN unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+                  WITH ORDINALITY AS c(title, body, category, data, expires_at, idx)
+               ON c.idx = r.content
+         ), payloads AS (
+             SELECT array_agg(w.user_id) AS users, array_agg(w.last_seq) AS last_seqs,
+                    '{"i":' || to_json($13::text)::text || ',"w":['
+                      || string_agg('[' || to_json(w.user_id)::text || ',' || w.last_seq || ']', ',')
+                      || ']}' AS payload
+             FROM reserved AS w
+             JOIN unnest($1::text[], $3::int4[]) AS p(u, part) ON p.u = w.user_id
+             GROUP BY p.part
+         )
+         SELECT users, last_seqs, pg_notify($14, payload)::text FROM payloads"#,
     )
+    .bind(&recipients.users)
+    .bind(&recipients.counts)
+    .bind(&recipients.payloads)
     .bind(&rows.ids)
     .bind(&rows.users)
-    .bind(&rows.seqs)
     .bind(&rows.content)
     .bind(created_at)
     .bind(&rows.titles)
@@ -125,9 +173,14 @@ pub async fn insert_batch(
     .bind(&rows.categories)
     .bind(&rows.data)
     .bind(&rows.expires)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    .bind(instance)
+    .bind(super::events::CHANNEL)
+    .fetch_all(conn)
+    .await?;
+    Ok(reserved
+        .into_iter()
+        .flat_map(|(users, seqs)| users.into_iter().zip(seqs))
+        .collect())
 }
 
 /// Sets or clears `read_at` if it is not already so; `None` when nothing changed.

@@ -8,7 +8,9 @@
 //! user's changes commit one after another in seq order: when seq N is
 //! visible, every smaller seq of that user is visible too. Rolled-back
 //! transactions give their number back, so seqs stay dense in practice; the
-//! contract still lets clients rely only on order and uniqueness.
+//! contract still lets clients rely only on order and uniqueness. Publishing
+//! reserves seqs in the statement that inserts the notifications
+//! (`db::notifications::publish_batch`).
 
 use sqlx::PgConnection;
 
@@ -72,27 +74,6 @@ pub async fn ensure_known(conn: &mut PgConnection, users: &[&str]) -> Result<(),
     .execute(conn)
     .await
     .map(|_| ())
-}
-
-/// Reserves `counts[i]` new seqs for `users[i]`, locking the rows in one
-/// deterministic order (so concurrent batches cannot deadlock), and returns
-/// each user's new `last_seq`: the reserved seqs are
-/// `last_seq - count + 1 ..= last_seq`.
-pub async fn reserve_seqs(
-    conn: &mut PgConnection,
-    users: &[&str],
-    counts: &[i64],
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO users (user_id, last_seq)
-         SELECT u, n FROM unnest($1::text[], $2::int8[]) AS t(u, n) ORDER BY u
-         ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + EXCLUDED.last_seq
-         RETURNING user_id, last_seq",
-    )
-    .bind(users)
-    .bind(counts)
-    .fetch_all(conn)
-    .await
 }
 
 /// Reserves the next seq of an existing user (a state change of one of their

@@ -25,29 +25,47 @@ pub struct Payload {
 
 /// Splits wake-ups into payloads that each fit in one NOTIFY.
 pub fn encode(instance: &str, wakes: impl IntoIterator<Item = (String, i64)>) -> Vec<String> {
-    let mut payloads = Vec::new();
+    let wakes: Vec<(String, i64)> = wakes.into_iter().collect();
+    let users: Vec<&str> = wakes.iter().map(|(u, _)| u.as_str()).collect();
+    let parts = split(instance, &users);
+    let mut payloads: Vec<Vec<(String, i64)>> = Vec::new();
+    for (wake, part) in wakes.into_iter().zip(parts) {
+        if part as usize == payloads.len() {
+            payloads.push(Vec::new());
+        }
+        payloads[part as usize].push(wake);
+    }
+    payloads
+        .into_iter()
+        .map(|wakes| finish(instance, wakes))
+        .collect()
+}
+
+/// Which payload (0, 1, …) each user's wake-up goes in so that every payload
+/// fits in one NOTIFY, whatever its seq. Publishing builds the payloads in
+/// SQL from this split, in the statement that reserves the seqs.
+pub fn split(instance: &str, users: &[&str]) -> Vec<i32> {
     let empty = Payload {
         instance: instance.to_owned(),
         wakes: Vec::new(),
         kicks: Vec::new(),
     };
     let overhead = serde_json::to_string(&empty).expect("serializes").len();
-    let mut current = Vec::new();
-    let mut size = overhead;
-    for (user, seq) in wakes {
+    let mut parts = Vec::with_capacity(users.len());
+    let (mut part, mut size, mut in_part) = (0, overhead, 0);
+    for user in users {
         // A pair costs its JSON-escaped user id plus the number and punctuation.
-        let cost = serde_json::to_string(&user).expect("serializes").len() + 24;
-        if !current.is_empty() && size + cost > MAX_PAYLOAD {
-            payloads.push(finish(instance, std::mem::take(&mut current)));
+        let cost = serde_json::to_string(user).expect("serializes").len() + 24;
+        if in_part > 0 && size + cost > MAX_PAYLOAD {
+            part += 1;
             size = overhead;
+            in_part = 0;
         }
         size += cost;
-        current.push((user, seq));
+        in_part += 1;
+        parts.push(part);
     }
-    if !current.is_empty() {
-        payloads.push(finish(instance, current));
-    }
-    payloads
+    parts
 }
 
 fn finish(instance: &str, wakes: Vec<(String, i64)>) -> String {

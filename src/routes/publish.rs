@@ -90,10 +90,11 @@ fn parse_recipients(raw: Vec<String>) -> Result<Vec<UserId>, ApiError> {
     Ok(recipients)
 }
 
-/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters. The request is
+/// hashed only when it has one: most publishes do not.
 pub fn idempotency_key(
     req: &HttpRequest,
-    canonical_body: &[u8],
+    body: &serde_json::Value,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
@@ -105,7 +106,10 @@ pub fn idempotency_key(
         .ok_or_else(|| {
             ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
         })?;
-    Ok(Some(IdempotencyKey::new(key.to_owned(), canonical_body)))
+    // Keys of JSON objects are sorted here, so the same request in another
+    // layout has the same hash.
+    let canonical = serde_json::to_vec(body).expect("a JSON value serializes");
+    Ok(Some(IdempotencyKey::new(key.to_owned(), &canonical)))
 }
 
 pub async fn publish(
@@ -116,10 +120,7 @@ pub async fn publish(
 ) -> Result<HttpResponse, ApiError> {
     state.publish_limit.check(&principal.user)?;
     let value = body.into_inner();
-    // Keys of JSON objects are sorted here, so the same request in another
-    // layout has the same hash.
-    let canonical = serde_json::to_vec(&value).expect("a JSON value serializes");
-    let idempotency = idempotency_key(&req, &canonical)?;
+    let idempotency = idempotency_key(&req, &value)?;
     let mut body: NotificationBody =
         serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let recipients = body
