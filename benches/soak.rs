@@ -500,9 +500,6 @@ impl Sample {
     }
 }
 
-/// RSS (KiB) and threads from `/proc/<pid>/status`, open descriptors from
-/// `/proc/<pid>/fd`.
-
 struct Monitor {
     pid: u32,
     pool: sqlx::PgPool,

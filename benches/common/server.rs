@@ -122,7 +122,8 @@ pub fn server_warnings(log: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Resident memory, threads and open descriptors of a process: (KiB, n, n).
+/// RSS (KiB) and threads from `/proc/<pid>/status`, open descriptors from
+/// `/proc/<pid>/fd`.
 pub fn proc_sample(pid: u32) -> (u64, u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
