@@ -14,6 +14,7 @@
 
 mod common;
 
+use common::server::ensure_open_files;
 use common::{Percentiles, ms};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -658,35 +659,6 @@ async fn latency(env: &Env, config: &Config) -> anyhow::Result<bool> {
         && out_of_order == 0
         && resets == 0
         && ended == 0)
-}
-
-/// Raises the soft open-files limit to the hard one when it is too low for
-/// `needed` descriptors (util-linux `prlimit`; no extra crate).
-fn ensure_open_files(needed: usize) -> anyhow::Result<()> {
-    let read = || -> Option<(u64, u64)> {
-        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-        let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-        let mut numbers = line
-            .split_whitespace()
-            .filter_map(|w| w.parse::<u64>().ok());
-        Some((numbers.next()?, numbers.next()?))
-    };
-    let Some((soft, hard)) = read() else {
-        return Ok(());
-    };
-    if soft >= needed as u64 {
-        return Ok(());
-    }
-    let _ = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", std::process::id()))
-        .arg(format!("--nofile={hard}:{hard}"))
-        .status();
-    match read() {
-        Some((soft, _)) if soft >= needed as u64 => Ok(()),
-        _ => bail!(
-            "this run needs about {needed} open files but the limit is {soft} (hard {hard}); raise it (ulimit -n) or use fewer --users/--publishers"
-        ),
-    }
 }
 
 /// Single publishes from `publishers` tasks until `stop` is set; returns

@@ -194,7 +194,7 @@ pub fn ensure_open_files(needed: usize) -> anyhow::Result<()> {
     match read() {
         Some((soft, _)) if soft >= needed as u64 => Ok(()),
         _ => bail!(
-            "this run needs about {needed} open files but the limit is {soft} (hard {hard}); raise it (ulimit -n) or use fewer --users"
+            "this run needs about {needed} open files but the limit is {soft} (hard {hard}); raise it (ulimit -n) or use a smaller load"
         ),
     }
 }
