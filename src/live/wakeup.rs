@@ -28,17 +28,46 @@ pub fn encode(instance: &str, wakes: impl IntoIterator<Item = (String, i64)>) ->
     let wakes: Vec<(String, i64)> = wakes.into_iter().collect();
     let users: Vec<&str> = wakes.iter().map(|(u, _)| u.as_str()).collect();
     let parts = split(instance, &users);
-    let mut payloads: Vec<Vec<(String, i64)>> = Vec::new();
-    for (wake, part) in wakes.into_iter().zip(parts) {
+    group(parts, wakes)
+        .into_iter()
+        .map(|wakes| {
+            finish(Payload {
+                instance: instance.to_owned(),
+                wakes,
+                kicks: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Disconnects for other instances, split into payloads that each fit in one
+/// NOTIFY (a kick costs less than a wake-up, so `split` errs on the safe side).
+pub fn encode_kicks(instance: &str, users: impl IntoIterator<Item = String>) -> Vec<String> {
+    let users: Vec<String> = users.into_iter().collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let parts = split(instance, &names);
+    group(parts, users)
+        .into_iter()
+        .map(|kicks| {
+            finish(Payload {
+                instance: instance.to_owned(),
+                wakes: Vec::new(),
+                kicks,
+            })
+        })
+        .collect()
+}
+
+/// Puts each item in the payload `split` chose for it.
+fn group<T>(parts: Vec<i32>, items: Vec<T>) -> Vec<Vec<T>> {
+    let mut payloads: Vec<Vec<T>> = Vec::new();
+    for (item, part) in items.into_iter().zip(parts) {
         if part as usize == payloads.len() {
             payloads.push(Vec::new());
         }
-        payloads[part as usize].push(wake);
+        payloads[part as usize].push(item);
     }
     payloads
-        .into_iter()
-        .map(|wakes| finish(instance, wakes))
-        .collect()
 }
 
 /// Which payload (0, 1, …) each user's wake-up goes in so that every payload
@@ -68,43 +97,8 @@ pub fn split(instance: &str, users: &[&str]) -> Vec<i32> {
     parts
 }
 
-fn finish(instance: &str, wakes: Vec<(String, i64)>) -> String {
-    serde_json::to_string(&Payload {
-        instance: instance.to_owned(),
-        wakes,
-        kicks: Vec::new(),
-    })
-    .expect("serializes")
-}
-
-/// Disconnects for other instances, split into payloads that each fit in one
-/// NOTIFY.
-pub fn encode_kicks(instance: &str, users: impl IntoIterator<Item = String>) -> Vec<String> {
-    let payload = |kicks: Vec<String>| {
-        serde_json::to_string(&Payload {
-            instance: instance.to_owned(),
-            wakes: Vec::new(),
-            kicks,
-        })
-        .expect("serializes")
-    };
-    let overhead = payload(Vec::new()).len() + 8;
-    let mut payloads = Vec::new();
-    let mut current = Vec::new();
-    let mut size = overhead;
-    for user in users {
-        let cost = serde_json::to_string(&user).expect("serializes").len() + 1;
-        if !current.is_empty() && size + cost > MAX_PAYLOAD {
-            payloads.push(payload(std::mem::take(&mut current)));
-            size = overhead;
-        }
-        size += cost;
-        current.push(user);
-    }
-    if !current.is_empty() {
-        payloads.push(payload(current));
-    }
-    payloads
+fn finish(payload: Payload) -> String {
+    serde_json::to_string(&payload).expect("serializes")
 }
 
 pub fn decode(payload: &str) -> Option<Payload> {
