@@ -6,7 +6,7 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::retention;
+use crate::db::retention::{self, AgedLog};
 use crate::settings::RetentionSettings;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,8 @@ pub async fn purge_once(
     let mut purged = Purged::default();
     let mut conn = pool.acquire().await?;
     loop {
-        let n = retention::purge_events(&mut conn, events_cutoff, settings.batch).await?;
+        let n = retention::purge_before(&mut conn, AgedLog::Events, events_cutoff, settings.batch)
+            .await?;
         purged.events += n;
         if n < settings.batch as u64 {
             break;
@@ -51,7 +52,9 @@ pub async fn purge_once(
     if settings.notifications_days > 0 {
         let cutoff = now - chrono::Duration::days(settings.notifications_days);
         loop {
-            let n = retention::purge_old_notifications(&mut conn, cutoff, settings.batch).await?;
+            let n =
+                retention::purge_before(&mut conn, AgedLog::Notifications, cutoff, settings.batch)
+                    .await?;
             purged.notifications += n;
             if n < settings.batch as u64 {
                 break;

@@ -5,46 +5,40 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-/// Deletes up to `batch` state-change events created before `cutoff` and
-/// moves each affected user's `purged_seq` past them, so a client resuming
-/// from before the horizon gets `reset` instead of a silent gap.
-pub async fn purge_events(
-    conn: &mut PgConnection,
-    cutoff: DateTime<Utc>,
-    batch: i64,
-) -> Result<u64, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH gone AS (
-             DELETE FROM events
-             WHERE ctid IN (SELECT ctid FROM events WHERE created_at < $1 LIMIT $2)
-             RETURNING user_id, seq
-         ), horizon AS (
-             SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_id
-         ), moved AS (
-             UPDATE users u SET purged_seq = GREATEST(u.purged_seq, h.seq)
-             FROM horizon h WHERE u.user_id = h.user_id
-         )
-         SELECT COALESCE(sum(n), 0)::int8 FROM horizon",
-    )
-    .bind(cutoff)
-    .bind(batch)
-    .fetch_one(conn)
-    .await
-    .map(|n: i64| n as u64)
+/// The parts of a user's log that age out: each row is one event of its
+/// user's log (a notification row is its `notification` event).
+#[derive(Debug, Clone, Copy)]
+pub enum AgedLog {
+    /// State-change events (`events`).
+    Events,
+    /// Notifications, read or not (`notifications`).
+    Notifications,
 }
 
-/// Deletes up to `batch` notifications created before `cutoff` and moves
-/// each affected user's `purged_seq` past them: a notification row is also
-/// its `notification` event, so this shortens the log like `purge_events`.
-pub async fn purge_old_notifications(
+impl AgedLog {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            Self::Notifications => "notifications",
+        }
+    }
+}
+
+/// Deletes up to `batch` rows of `log` created before `cutoff` and moves each
+/// affected user's `purged_seq` past them, so a client resuming from before
+/// the horizon gets `reset` instead of a silent gap.
+pub async fn purge_before(
     conn: &mut PgConnection,
+    log: AgedLog,
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    sqlx::query_scalar(
+    // The table name comes from the enum above, never from input.
+    let table = log.table();
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "WITH gone AS (
-             DELETE FROM notifications
-             WHERE id IN (SELECT id FROM notifications WHERE created_at < $1 LIMIT $2)
+             DELETE FROM {table}
+             WHERE ctid IN (SELECT ctid FROM {table} WHERE created_at < $1 LIMIT $2)
              RETURNING user_id, seq
          ), horizon AS (
              SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_id
@@ -52,8 +46,8 @@ pub async fn purge_old_notifications(
              UPDATE users u SET purged_seq = GREATEST(u.purged_seq, h.seq)
              FROM horizon h WHERE u.user_id = h.user_id
          )
-         SELECT COALESCE(sum(n), 0)::int8 FROM horizon",
-    )
+         SELECT COALESCE(sum(n), 0)::int8 FROM horizon"
+    )))
     .bind(cutoff)
     .bind(batch)
     .fetch_one(conn)
