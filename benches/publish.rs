@@ -14,6 +14,7 @@
 
 mod common;
 
+use common::args::Words;
 use common::server::ensure_open_files;
 use common::{Percentiles, ms};
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use eventsource_stream::Eventsource;
 use futures_util::{StreamExt, TryStreamExt};
 use herald::auth::Signer;
@@ -92,24 +93,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
     let mut config = Config::default();
     let mut explicit = false;
     let mut filtered = false;
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].as_str();
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg, None),
-        };
-        let mut value = || -> anyhow::Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => {
-                    i += 1;
-                    args.get(i)
-                        .cloned()
-                        .with_context(|| format!("{flag} needs a value"))
-                }
-            }
-        };
+    let mut words = Words::new(args);
+    while let Some(word) = words.next_word() {
+        let flag = word.as_str();
+        let mut value = || words.value(flag);
         match flag {
             "throughput" => scenarios.push(Scenario::Throughput),
             "latency" => scenarios.push(Scenario::Latency),
@@ -121,7 +108,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             "--rate" => config.rate = value()?.parse()?,
             "--list" if !bench => return Ok(Plan::Skip),
             _ if bench => bail!(
-                "unknown argument {arg:?}; usage: throughput|latency|broadcast [--publishers N] [--users N] [--seconds S] [--rate R]"
+                "unknown argument {word:?}; usage: throughput|latency|broadcast [--publishers N] [--users N] [--seconds S] [--rate R]"
             ),
             // libtest flags such as --nocapture mean nothing here.
             _ if flag.starts_with("--") => {}
@@ -131,7 +118,6 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
         if ["--publishers", "--users", "--seconds", "--rate"].contains(&flag) {
             explicit = true;
         }
-        i += 1;
     }
     if !bench && scenarios.is_empty() {
         if filtered {

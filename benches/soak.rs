@@ -30,6 +30,7 @@
 
 mod common;
 
+use common::args::Words;
 use common::server::{Server, config_dir, ensure_open_files, proc_sample, server_warnings};
 use common::{Percentiles, ms};
 use std::collections::{HashMap, HashSet};
@@ -95,25 +96,10 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Config>> {
         return Ok(None);
     }
     let mut config = Config::default();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].as_str();
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
-            _ => (arg, None),
-        };
-        let mut value = || -> anyhow::Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => {
-                    i += 1;
-                    args.get(i)
-                        .cloned()
-                        .with_context(|| format!("{flag} needs a value; {USAGE}"))
-                }
-            }
-        };
-        match flag {
+    let mut words = Words::new(args);
+    while let Some(word) = words.next_word() {
+        let mut value = || words.value(&word).with_context(|| USAGE.to_string());
+        match word.as_str() {
             "--bench" => {}
             "--minutes" => config.minutes = value()?.parse()?,
             "--rate" => config.rate = value()?.parse()?,
@@ -121,9 +107,8 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Config>> {
             "--sample-secs" => config.sample_secs = value()?.parse()?,
             "--scrape-metrics" => config.scrape_secs = value()?.parse()?,
             "--csv" => config.csv = Some(PathBuf::from(value()?)),
-            _ => bail!("unknown argument {arg:?}; {USAGE}"),
+            _ => bail!("unknown argument {word:?}; {USAGE}"),
         }
-        i += 1;
     }
     if config.minutes <= 0.0 || config.rate <= 0.0 || config.users < 3 || config.sample_secs <= 0.0
     {

@@ -3,6 +3,7 @@
 // Each benchmark target compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod args;
 pub mod server;
 
 use serde_json::{Value, json};

@@ -28,7 +28,7 @@ mod servers;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use scenarios::Outcome;
 use serde_json::{Value, json};
 use servers::{Kind, Target};
@@ -196,21 +196,9 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Plan>> {
     let mut runs = None;
     let mut out = None;
     let mut filtered = false;
-    let mut i = 0;
-    while i < args.len() {
-        let (flag, inline) = match args[i].split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (args[i].clone(), None),
-        };
-        let mut value = || -> anyhow::Result<String> {
-            if let Some(v) = &inline {
-                return Ok(v.clone());
-            }
-            i += 1;
-            args.get(i)
-                .cloned()
-                .with_context(|| format!("{flag} needs a value"))
-        };
+    let mut words = common::args::Words::new(args);
+    while let Some(flag) = words.next_word() {
+        let mut value = || words.value(&flag);
         match flag.as_str() {
             "--bench" => {}
             "all" => scenarios.extend(Scenario::ALL),
@@ -232,7 +220,6 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Plan>> {
                 None => filtered |= !name.starts_with("--") || name == "--list",
             },
         }
-        i += 1;
     }
     if !bench && filtered {
         return Ok(None);
