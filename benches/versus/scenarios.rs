@@ -121,6 +121,20 @@ async fn drained(tally: &Tally, accepted: u64) -> Value {
     })
 }
 
+/// A measurement whose messages were not all accepted and delivered, once
+/// each, is not a result.
+fn complete(delivery: &Value) -> anyhow::Result<()> {
+    let count = |field: &str| delivery[field].as_u64().unwrap_or(0);
+    if count("errors") > 0
+        || count("received") != count("accepted")
+        || count("streams_ended") > 0
+        || count("resets") > 0
+    {
+        bail!("incomplete: {delivery}");
+    }
+    Ok(())
+}
+
 /// Closed loop: `publishers` publishers, single recipients round-robin over
 /// `users` users that each hold one stream, for `seconds`.
 pub async fn throughput(
@@ -174,6 +188,7 @@ pub async fn throughput(
     delivery["publish"] = publish.json();
     delivery["deliver"] = deliver.json();
     delivery["primary"] = json!(rate);
+    complete(&delivery)?;
     Ok(Outcome {
         result: delivery,
         deliver_samples: samples,
@@ -237,6 +252,7 @@ pub async fn latency(
     delivery["deliver"] = deliver.json();
     delivery["generator_lag_us"] = json!(worst_lag.as_micros() as u64);
     delivery["primary"] = json!(deliver.p99);
+    complete(&delivery)?;
     Ok(Outcome {
         result: delivery,
         deliver_samples: samples,
@@ -436,6 +452,12 @@ pub async fn broadcast(target: &Target, users: usize, rate: f64) -> anyhow::Resu
         published.errors(),
         singles.human(),
     );
+    if published.errors() > 0 {
+        bail!(
+            "{} single publishes failed during the broadcast",
+            published.errors()
+        );
+    }
     Ok(Outcome {
         result: json!({
             "users": users,
