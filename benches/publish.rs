@@ -25,10 +25,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::bail;
 use eventsource_stream::Eventsource;
 use futures_util::{StreamExt, TryStreamExt};
-use herald::auth::Signer;
-use herald::embedded_pg::{EmbeddedPostgres, Options};
+use herald::app::embedded_pg::{EmbeddedPostgres, Options};
+use herald::app::startup::{AppHandle, Application};
+use herald::http::auth::Signer;
 use herald::settings::Settings;
-use herald::startup::{AppHandle, Application};
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +205,7 @@ impl Env {
             Settings::load_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))?;
         settings.server.listen = "127.0.0.1:0".into();
         if std::env::var_os("RUST_LOG").is_some() {
-            herald::telemetry::init_logging(&settings.log, std::io::stderr);
+            herald::http::telemetry::init_logging(&settings.log, std::io::stderr);
         }
         let signer = Signer::from_settings(&settings.auth)?;
         let (handle, port) = runtime.block_on(async {

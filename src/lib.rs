@@ -1,29 +1,23 @@
 //! Herald: every change of a user's message center, in order, exactly once,
 //! on every device, after any disconnect.
+//!
+//! The layers, from the outside in (each may use only those below it):
+//! - [`app`]: the command line, startup, and the embedded PostgreSQL.
+//! - [`http`]: routes, auth, problem+json, middleware. The only layer that
+//!   knows actix.
+//! - [`jobs`]: background work on a timer (purges, heartbeats).
+//! - [`live`]: pushing committed events to open connections.
+//! - [`inbox`]: writing and reading the per-user log.
+//! - [`db`]: SQL, one query per named function.
+//! - [`domain`]: parsed values and the event model; [`settings`]: typed
+//!   configuration. Both depend on nothing of Herald's.
 #![forbid(unsafe_code)]
 
-pub mod auth;
-pub mod batch;
-pub mod body_deadline;
-pub mod broadcast;
-pub mod center;
-pub mod cli;
-pub mod cors;
+pub mod app;
 pub mod db;
 pub mod domain;
-pub mod embedded_pg;
-pub mod error;
-pub mod event;
-pub mod heartbeat;
-pub mod limits;
+pub mod http;
+pub mod inbox;
+pub mod jobs;
 pub mod live;
-pub mod log_reader;
-pub mod publish;
-pub mod retention;
-pub mod routes;
 pub mod settings;
-pub mod startup;
-pub mod state;
-pub mod stats;
-pub mod subscription;
-pub mod telemetry;

@@ -1,5 +1,5 @@
 #![forbid(unsafe_code)]
 
 fn main() -> anyhow::Result<()> {
-    herald::cli::main()
+    herald::app::cli::main()
 }

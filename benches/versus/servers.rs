@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use herald::auth::Signer;
-use herald::embedded_pg::{EmbeddedPostgres, Options};
+use herald::app::embedded_pg::{EmbeddedPostgres, Options};
+use herald::http::auth::Signer;
 use herald::settings::Settings;
 use serde_json::{Value, json};
 use tokio::time::Instant;

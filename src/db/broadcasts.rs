@@ -1,5 +1,5 @@
 //! The `broadcasts` table: a notification for every known user, sent in
-//! chunks by a background worker (see `crate::broadcast`).
+//! chunks by a background worker (see `crate::inbox::broadcaster`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::UserId;
-use crate::event::{Event, EventKind, Notification};
+use crate::domain::event::{Event, EventKind, Notification};
 
 /// The channel that carries wake-ups between instances.
 pub const CHANNEL: &str = "herald_events";

@@ -5,7 +5,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::UserId;
-use crate::event::Notification;
+use crate::domain::event::Notification;
 
 const COLUMNS: &str = "id, seq, title, body, category, data, created_at, read_at, expires_at";
 

@@ -1,8 +1,12 @@
-//! Parsed values: once constructed, they are valid, so the rest of the code
-//! never re-checks them.
+//! Parsed values and the event model: user ids, notification content,
+//! resume points, events and notifications. Once constructed, a value is
+//! valid, so the rest of the code never re-checks it.
+//!
+//! Owns: what the words of the contract mean. It uses nothing of Herald's.
 
 mod content;
 mod cursor;
+pub mod event;
 mod user_id;
 
 pub use content::{Body, Category, NotificationData, Title};

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::UserId;
-use crate::event::Event;
-use crate::stats::Stats;
+use crate::domain::event::Event;
+use crate::live::connection_stats::Stats;
 
 #[derive(Debug, Clone, Default)]
 pub struct Wake {
@@ -196,7 +196,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventKind;
+    use crate::domain::event::EventKind;
 
     fn ev(seq: i64) -> Event {
         Event {

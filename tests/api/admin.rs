@@ -404,13 +404,13 @@ async fn disconnect_ends_the_users_streams_on_every_instance_and_no_one_elses() 
             .state()
             .hub
             .stats
-            .connections(herald::stats::Transport::Sse)
+            .connections(herald::live::connection_stats::Transport::Sse)
             == 2
             && b.handle
                 .state()
                 .hub
                 .stats
-                .connections(herald::stats::Transport::Sse)
+                .connections(herald::live::connection_stats::Transport::Sse)
                 == 2
     })
     .await;
@@ -430,13 +430,13 @@ async fn disconnect_ends_the_users_streams_on_every_instance_and_no_one_elses() 
             .state()
             .hub
             .stats
-            .connections(herald::stats::Transport::Sse)
+            .connections(herald::live::connection_stats::Transport::Sse)
             == 1
             && b.handle
                 .state()
                 .hub
                 .stats
-                .connections(herald::stats::Transport::Sse)
+                .connections(herald::live::connection_stats::Transport::Sse)
                 == 1
     })
     .await;

@@ -1,6 +1,6 @@
 //! Every way a token can be wrong, each with a problem+json answer.
 
-use herald::auth::Claims;
+use herald::http::auth::Claims;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use crate::helpers::{TestApp, assert_problem};

@@ -2,7 +2,7 @@
 //! chunks, resumable after a crash, one instance at a time.
 
 use herald::domain::{Title, UserId};
-use herald::publish::{BroadcastChunk, Content, PublishRequest};
+use herald::inbox::group_commit::{BroadcastChunk, Content, PublishRequest};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;

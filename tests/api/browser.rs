@@ -328,7 +328,7 @@ async fn a_read_in_one_tab_updates_the_badge_in_another() {
             .state()
             .hub
             .stats
-            .connections(herald::stats::Transport::Sse),
+            .connections(herald::live::connection_stats::Transport::Sse),
         1
     );
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use herald::auth::Signer;
-use herald::embedded_pg::{EmbeddedPostgres, Options};
-use herald::stats::Transport;
+use herald::app::embedded_pg::{EmbeddedPostgres, Options};
+use herald::http::auth::Signer;
+use herald::live::connection_stats::Transport;
 use rand::RngExt;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use eventsource_stream::{Event as SseEvent, Eventsource};
 use futures_util::{Stream, StreamExt};
-use herald::auth::{Claims, Signer};
-use herald::embedded_pg::{EmbeddedPostgres, Options, connect_with_retry};
+use herald::app::embedded_pg::{EmbeddedPostgres, Options, connect_with_retry};
+use herald::app::startup::{AppHandle, Application};
+use herald::http::auth::{Claims, Signer};
 use herald::settings::Settings;
-use herald::startup::{AppHandle, Application};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgPool};
 use std::pin::Pin;
@@ -474,6 +474,6 @@ fn init_test_logging() {
     ONCE.call_once(|| {
         let mut settings = test_settings().log;
         settings.format = "json".into();
-        herald::telemetry::init_logging(&settings, || CaptureWriter);
+        herald::http::telemetry::init_logging(&settings, || CaptureWriter);
     });
 }

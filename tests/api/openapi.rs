@@ -18,7 +18,7 @@ fn openapi_paths_and_methods_match_the_route_table() {
             }
         }
     }
-    let served: BTreeSet<_> = herald::routes::ROUTES
+    let served: BTreeSet<_> = herald::http::routes::ROUTES
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();

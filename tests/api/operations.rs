@@ -62,7 +62,7 @@ async fn while_the_database_is_down_requests_answer_503_and_nothing_is_half_writ
 
     // Back up: the service recovers without a restart, and the failed
     // publish left nothing behind.
-    let pg = herald::embedded_pg::EmbeddedPostgres::start(herald::embedded_pg::Options {
+    let pg = herald::app::embedded_pg::EmbeddedPostgres::start(herald::app::embedded_pg::Options {
         data_dir,
         fsync: false,
         max_connections: 100,

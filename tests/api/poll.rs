@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use herald::stats::Transport;
+use herald::live::connection_stats::Transport;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, wait_for};

@@ -40,12 +40,12 @@ async fn old_notifications_events_and_keys_are_purged_in_batches() {
 
     let mut settings = app.settings.retention.clone();
     settings.batch = 1;
-    let purged = herald::retention::purge_once(&app.pool, &settings)
+    let purged = herald::jobs::purge::purge_once(&app.pool, &settings)
         .await
         .unwrap();
     assert_eq!(
         purged,
-        herald::retention::Purged {
+        herald::jobs::purge::Purged {
             events: 0,
             notifications: 3,
             idempotency_keys: 1

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use herald::auth::Claims;
+use herald::http::auth::Claims;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -666,7 +666,7 @@ async fn streams_and_long_polls_outlive_the_request_timeout() {
             .state()
             .hub
             .stats
-            .connections(herald::stats::Transport::Poll)
+            .connections(herald::live::connection_stats::Transport::Poll)
             == 1
     })
     .await;
@@ -1152,7 +1152,7 @@ async fn every_admin_route_needs_the_admin_scope() {
     let before = app.row_counts().await;
     let fill = |path: &str| path.replace("{user_id}", "victim").replace("{id}", &id);
 
-    let admin_routes: Vec<(&str, &str)> = herald::routes::ROUTES
+    let admin_routes: Vec<(&str, &str)> = herald::http::routes::ROUTES
         .iter()
         .copied()
         .filter(|(_, path)| is_admin_route(path))
@@ -1218,7 +1218,7 @@ async fn every_admin_route_needs_the_admin_scope() {
 async fn every_api_route_needs_a_token_and_only_operations_are_public() {
     let app = TestApp::spawn().await;
     let nil = uuid::Uuid::nil().to_string();
-    for (method, pattern) in herald::routes::ROUTES {
+    for (method, pattern) in herald::http::routes::ROUTES {
         let path = pattern.replace("{user_id}", "u").replace("{id}", &nil);
         let r = app
             .http

@@ -189,7 +189,7 @@ async fn a_resume_point_older_than_retained_history_gets_reset() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let purged = herald::retention::purge_once(&app.pool, &app.settings.retention)
+    let purged = herald::jobs::purge::purge_once(&app.pool, &app.settings.retention)
         .await
         .unwrap();
     assert_eq!(purged.events, 1);

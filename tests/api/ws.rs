@@ -279,7 +279,7 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
             .state()
             .hub
             .stats
-            .connections(herald::stats::Transport::Ws)
+            .connections(herald::live::connection_stats::Transport::Ws)
             == 0
     })
     .await;

@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::auth::StreamUser;
-use crate::center;
 use crate::domain::{ResumePoint, UserId};
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::stats::Transport;
-use crate::subscription::{self, End, Frame};
+use crate::http::auth::StreamUser;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::inbox::changes;
+use crate::live::connection_stats::Transport;
+use crate::live::subscription::{self, End, Frame};
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -154,16 +154,16 @@ impl Connection {
         };
         match command.op.as_str() {
             "ping" => Ok(Some(json!({"type": "pong", "ref": command.reference}))),
-            "read" => center::set_read(&self.state, &self.user, id()?, true)
+            "read" => changes::set_read(&self.state, &self.user, id()?, true)
                 .await
                 .map(|_| None),
-            "unread" => center::set_read(&self.state, &self.user, id()?, false)
+            "unread" => changes::set_read(&self.state, &self.user, id()?, false)
                 .await
                 .map(|_| None),
-            "delete" => center::delete(&self.state, &self.user, id()?)
+            "delete" => changes::delete(&self.state, &self.user, id()?)
                 .await
                 .map(|_| None),
-            "read_all" => center::read_all(&self.state, &self.user)
+            "read_all" => changes::read_all(&self.state, &self.user)
                 .await
                 .map(|_| None),
             other => Err(ApiError::Unprocessable(format!(

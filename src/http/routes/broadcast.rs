@@ -4,12 +4,12 @@ use actix_web::{HttpResponse, web};
 use uuid::Uuid;
 
 use super::publish::NotificationBody;
-use crate::auth::Admin;
 use crate::db;
 use crate::domain::{Body, Category, NotificationData};
-use crate::error::ApiError;
-use crate::publish::now_micros;
-use crate::state::AppState;
+use crate::http::auth::Admin;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::inbox::group_commit::now_micros;
 
 /// Stores the broadcast and wakes the worker; the answer does not wait for
 /// any user to receive it.

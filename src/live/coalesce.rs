@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Why a batched read failed, for every request in the batch.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,7 +27,7 @@ pub struct BatchFailed {
 impl From<&sqlx::Error> for BatchFailed {
     fn from(e: &sqlx::Error) -> Self {
         Self {
-            unavailable: crate::error::is_unavailable(e),
+            unavailable: crate::http::error::is_unavailable(e),
             message: e.to_string().into(),
         }
     }

@@ -6,11 +6,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 
-use crate::auth::Publisher;
 use crate::domain::{Body, Category, NotificationData, Title, UserId};
-use crate::error::ApiError;
-use crate::publish::{Content, IdempotencyKey, PublishRequest};
-use crate::state::AppState;
+use crate::http::auth::Publisher;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::inbox::group_commit::{Content, IdempotencyKey, PublishRequest};
 
 pub const MAX_RECIPIENTS: usize = 10_000;
 

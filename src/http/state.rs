@@ -1,16 +1,16 @@
 //! What every request handler shares.
 
-use crate::log_reader::LogReader;
+use crate::live::log_reader::LogReader;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::broadcast::Broadcaster;
-use crate::limits::PublishLimiter;
+use crate::http::limits::PublishLimiter;
+use crate::inbox::broadcaster::Broadcaster;
+use crate::inbox::group_commit::Publisher;
 use crate::live::Hub;
-use crate::publish::Publisher;
 use crate::settings::Settings;
 
 pub struct AppState {

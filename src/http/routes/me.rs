@@ -4,13 +4,13 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::User;
-use crate::center;
 use crate::db;
 use crate::db::notifications::{ListFilter, Status};
-use crate::error::ApiError;
-use crate::event::Notification;
-use crate::state::AppState;
+use crate::domain::event::Notification;
+use crate::http::auth::User;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::inbox::changes;
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -126,7 +126,7 @@ pub async fn read(
     User(p): User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(center::set_read(&state, &p.user, *id, true).await?))
+    Ok(HttpResponse::Ok().json(changes::set_read(&state, &p.user, *id, true).await?))
 }
 
 pub async fn unread(
@@ -134,11 +134,11 @@ pub async fn unread(
     User(p): User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(center::set_read(&state, &p.user, *id, false).await?))
+    Ok(HttpResponse::Ok().json(changes::set_read(&state, &p.user, *id, false).await?))
 }
 
 pub async fn read_all(state: web::Data<AppState>, User(p): User) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(center::read_all(&state, &p.user).await?))
+    Ok(HttpResponse::Ok().json(changes::read_all(&state, &p.user).await?))
 }
 
 pub async fn delete(
@@ -146,6 +146,6 @@ pub async fn delete(
     User(p): User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    center::delete(&state, &p.user, *id).await?;
+    changes::delete(&state, &p.user, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,12 +7,12 @@ use serde::Deserialize;
 use std::time::Duration;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::auth::StreamUser;
 use crate::domain::ResumePoint;
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::stats::Transport;
-use crate::subscription::{self, Frame};
+use crate::http::auth::StreamUser;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::live::connection_stats::Transport;
+use crate::live::subscription::{self, Frame};
 
 #[derive(Deserialize)]
 pub struct StreamQuery {

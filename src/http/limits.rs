@@ -7,7 +7,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::domain::UserId;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub struct PublishLimiter {
     limiter: Option<DefaultKeyedRateLimiter<UserId>>,

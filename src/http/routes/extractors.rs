@@ -3,7 +3,7 @@
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{HttpRequest, web};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()

@@ -15,8 +15,8 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::http::state::AppState;
 use crate::settings::LogSettings;
-use crate::state::AppState;
 
 /// Installs the global subscriber; `RUST_LOG` overrides the configured level.
 pub fn init_logging<W>(settings: &LogSettings, writer: W)

@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
 
-use crate::auth::StreamUser;
 use crate::db;
+use crate::domain::event::EventFrame;
 use crate::domain::{ResumePoint, UserId};
-use crate::error::ApiError;
-use crate::event::EventFrame;
-use crate::state::AppState;
-use crate::stats::Transport;
-use crate::subscription;
+use crate::http::auth::StreamUser;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::live::connection_stats::Transport;
+use crate::live::subscription;
 
 #[derive(Deserialize)]
 pub struct PollQuery {
@@ -104,7 +104,7 @@ async fn read(
     user: &UserId,
     cursor: i64,
     limit: i64,
-) -> Result<(Vec<crate::event::Event>, i64), ApiError> {
+) -> Result<(Vec<crate::domain::event::Event>, i64), ApiError> {
     let mut tx = db::snapshot(&state.pool).await?;
     let events = db::events::read_after(&mut tx, user, cursor, limit).await?;
     let last_seq = db::users::positions(&mut tx, user)

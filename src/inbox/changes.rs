@@ -13,11 +13,11 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::domain::UserId;
-use crate::error::ApiError;
-use crate::event::{Event, EventKind, Notification};
+use crate::domain::event::{Event, EventKind, Notification};
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::inbox::group_commit::now_micros;
 use crate::live::wakeup;
-use crate::publish::now_micros;
-use crate::state::AppState;
 
 fn not_found() -> ApiError {
     ApiError::NotFound("no such notification".into())

@@ -4,14 +4,14 @@ use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::db;
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::telemetry;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::http::telemetry;
 
-const OPENAPI: &str = include_str!("../../openapi.yaml");
-const PAGE: &str = include_str!("../../static/index.html");
-const SCRIPT: &str = include_str!("../../static/app.js");
-const STYLESHEET: &str = include_str!("../../static/app.css");
+const OPENAPI: &str = include_str!("../../../openapi.yaml");
+const PAGE: &str = include_str!("../../../static/index.html");
+const SCRIPT: &str = include_str!("../../../static/app.js");
+const STYLESHEET: &str = include_str!("../../../static/app.css");
 
 /// The page runs only its own script and style: no inline code, no other
 /// origins, never framed.

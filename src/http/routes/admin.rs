@@ -6,17 +6,17 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::me::{self, ListQuery};
-use crate::auth::Admin;
-use crate::center;
 use crate::db;
 use crate::db::instances::Instance;
 use crate::domain::UserId;
-use crate::error::ApiError;
-use crate::heartbeat;
+use crate::http::auth::Admin;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::inbox::changes;
+use crate::inbox::group_commit::now_micros;
+use crate::jobs::heartbeat;
+use crate::live::connection_stats::Transport;
 use crate::live::wakeup;
-use crate::publish::now_micros;
-use crate::state::AppState;
-use crate::stats::Transport;
 
 #[derive(Serialize)]
 struct Stats {
@@ -106,7 +106,7 @@ pub async fn delete(
     let id = req.match_info().get("id").unwrap_or_default();
     let id = Uuid::parse_str(id)
         .map_err(|e| ApiError::BadRequest(format!("invalid path parameter: {e}")))?;
-    center::delete(&state, &user, id).await?;
+    changes::delete(&state, &user, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

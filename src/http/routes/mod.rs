@@ -17,7 +17,7 @@ pub use ops::not_found;
 use actix_web::http::header::{ALLOW, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 macro_rules! route_table {
     ($($method:ident $path:literal => $handler:path;)*) => {

@@ -10,17 +10,19 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth::Verifier;
-use crate::broadcast::Broadcaster;
-use crate::limits::PublishLimiter;
+use crate::db;
+use crate::http::auth::Verifier;
+use crate::http::limits::PublishLimiter;
+use crate::http::routes;
+use crate::http::state::AppState;
+use crate::http::telemetry::{self, RedactedRootSpan};
+use crate::http::{body_deadline, cors};
+use crate::inbox::broadcaster::Broadcaster;
+use crate::inbox::group_commit::Publisher;
+use crate::jobs::{heartbeat, purge as retention};
+use crate::live::log_reader::LogReader;
 use crate::live::{Hub, listener};
-use crate::log_reader::LogReader;
-use crate::publish::Publisher;
-use crate::routes;
 use crate::settings::Settings;
-use crate::state::AppState;
-use crate::telemetry::{self, RedactedRootSpan};
-use crate::{body_deadline, cors, db, heartbeat, retention};
 
 pub struct Application {
     port: u16,
@@ -101,7 +103,7 @@ impl Application {
             instance.clone(),
             settings.publish.clone(),
         );
-        let started_at = crate::publish::now_micros();
+        let started_at = crate::inbox::group_commit::now_micros();
         let (broadcaster, broadcasts) = Broadcaster::start(
             pool.clone(),
             publisher.clone(),

@@ -1,16 +1,16 @@
 //! The reads a live connection makes — where to start, then the events it
 //! missed — shared between connections: concurrent ones go to the database
-//! together (see [`crate::batch`]). A replay storm of thousands of
+//! together (see [`crate::live::coalesce`]). A replay storm of thousands of
 //! reconnecting clients then costs tens of queries instead of thousands, and
 //! so does a wake-up from another instance that reaches many streams at once.
 
 use sqlx::PgPool;
 
-use crate::batch::{BatchFailed, Batcher};
 use crate::db;
 use crate::db::users::Positions;
 use crate::domain::UserId;
-use crate::event::Event;
+use crate::domain::event::Event;
+use crate::live::coalesce::{BatchFailed, Batcher};
 
 /// Concurrent batches of each kind: enough to keep reads flowing while one
 /// batch waits on the database, few enough to leave the pool to publishers.

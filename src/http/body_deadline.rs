@@ -25,7 +25,7 @@ use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, ResponseError};
 use futures_util::Stream;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Wraps the body of `req` (if it has one) so that reading it fails once
 /// `timeout` has passed; a request whose body ran late answers 408 and

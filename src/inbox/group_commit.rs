@@ -20,9 +20,9 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::db;
+use crate::domain::event::{Event, Notification};
 use crate::domain::{Body, Category, NotificationData, Title, UserId};
-use crate::error::{ApiError, is_unavailable};
-use crate::event::{Event, Notification};
+use crate::http::error::{ApiError, is_unavailable};
 use crate::live::{Hub, wakeup};
 use crate::settings::PublishSettings;
 

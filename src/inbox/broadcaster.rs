@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::domain::{Body, Category, NotificationData, Title, UserId};
-use crate::publish::{BroadcastChunk, Content, PublishRequest, Publisher};
+use crate::inbox::group_commit::{BroadcastChunk, Content, PublishRequest, Publisher};
 
 /// How often unfinished broadcasts are looked for when nothing wakes the
 /// worker (another instance's broadcast, or one a dead instance left).

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
 
-use crate::auth::Principal;
 use crate::domain::ResumePoint;
-use crate::error::ApiError;
-use crate::event::Event;
+use crate::domain::event::Event;
+use crate::http::auth::Principal;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::live::Watch;
-use crate::state::AppState;
-use crate::stats::{ConnectionGuard, Transport};
+use crate::live::connection_stats::{ConnectionGuard, Transport};
 
 /// What a transport writes to its client.
 #[derive(Debug)]

@@ -16,7 +16,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::settings::CorsSettings;
 
 /// How long a browser may cache a preflight answer.

@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::UserId;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::settings::AuthSettings;
 
 /// Tokens larger than this are refused before any parsing.

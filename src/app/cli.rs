@@ -2,11 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::auth::Signer;
-use crate::embedded_pg::{EmbeddedPostgres, Options};
+use crate::app::embedded_pg::{EmbeddedPostgres, Options};
+use crate::app::startup::Application;
+use crate::db;
+use crate::http::auth::Signer;
+use crate::http::telemetry;
 use crate::settings::Settings;
-use crate::startup::Application;
-use crate::{db, telemetry};
 
 #[derive(Parser)]
 #[command(

@@ -1,0 +1,15 @@
+//! The writer (and the readers) of the per-user log: publishing with group
+//! commit, chunked broadcasts, the state changes a user makes, and the
+//! consistent reads a client resumes from.
+//!
+//! Every change takes the user's next seq under the user's counter-row lock
+//! and appends its event in the same transaction, which also queues the
+//! NOTIFY that wakes other instances. After the commit, this process's
+//! connections are woken through `live`.
+//!
+//! Owns: the rules of a message center. It may use `db`, `live` (to wake
+//! connections), `domain` and `settings`; never HTTP.
+
+pub mod broadcaster;
+pub mod changes;
+pub mod group_commit;
