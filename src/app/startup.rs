@@ -18,7 +18,7 @@ use crate::http::state::AppState;
 use crate::http::telemetry::{self, RedactedRootSpan};
 use crate::http::{body_deadline, cors};
 use crate::inbox::broadcaster::Broadcaster;
-use crate::inbox::group_commit::Publisher;
+use crate::inbox::group_commit::GroupCommit;
 use crate::jobs::{heartbeat, purge as retention};
 use crate::live::log_reader::LogReader;
 use crate::live::{Hub, listener};
@@ -97,13 +97,13 @@ impl Application {
         let shutdown = CancellationToken::new();
         let instance = uuid::Uuid::new_v4().to_string();
         let hub = Hub::new(settings.stream.max_streams_per_user);
-        let publisher = Publisher::start(
+        let publisher = GroupCommit::start(
             pool.clone(),
             Arc::clone(&hub),
             instance.clone(),
             settings.publish.clone(),
         );
-        let started_at = crate::inbox::group_commit::now_micros();
+        let started_at = crate::domain::now_micros();
         let (broadcaster, broadcasts) = Broadcaster::start(
             pool.clone(),
             publisher.clone(),

@@ -7,8 +7,10 @@
 mod content;
 mod cursor;
 pub mod event;
+mod time;
 mod user_id;
 
 pub use content::{Body, Category, NotificationData, Title};
 pub use cursor::ResumePoint;
+pub use time::now_micros;
 pub use user_id::UserId;

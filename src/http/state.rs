@@ -9,14 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::limits::PublishLimiter;
 use crate::inbox::broadcaster::Broadcaster;
-use crate::inbox::group_commit::Publisher;
+use crate::inbox::group_commit::GroupCommit;
 use crate::live::Hub;
 use crate::settings::Settings;
 
 pub struct AppState {
     pub pool: PgPool,
     pub hub: Arc<Hub>,
-    pub publisher: Publisher,
+    pub publisher: GroupCommit,
     /// Live connections' reads of the log, batched across connections.
     pub log: LogReader,
     pub settings: Arc<Settings>,

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::domain::{Body, Category, NotificationData, Title, UserId};
-use crate::inbox::group_commit::{BroadcastChunk, Content, PublishRequest, Publisher};
+use crate::inbox::group_commit::{BroadcastChunk, Content, GroupCommit, PublishRequest};
 
 /// How often unfinished broadcasts are looked for when nothing wakes the
 /// worker (another instance's broadcast, or one a dead instance left).
@@ -40,12 +40,12 @@ impl Broadcaster {
     /// Starts the worker; it stops when `shutdown` is cancelled.
     pub fn start(
         pool: PgPool,
-        publisher: Publisher,
+        publisher: GroupCommit,
         chunk: usize,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let wake = Arc::new(Notify::new());
-        let worker = Worker {
+        let worker = BroadcastWorker {
             pool,
             publisher,
             chunk: chunk.max(1) as i64,
@@ -60,14 +60,14 @@ impl Broadcaster {
     }
 }
 
-struct Worker {
+struct BroadcastWorker {
     pool: PgPool,
-    publisher: Publisher,
+    publisher: GroupCommit,
     chunk: i64,
     wake: Arc<Notify>,
 }
 
-impl Worker {
+impl BroadcastWorker {
     async fn run(self, shutdown: CancellationToken) {
         loop {
             // Stopping mid-chunk is safe: the chunk commits with its cursor

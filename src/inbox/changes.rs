@@ -14,9 +14,9 @@ use uuid::Uuid;
 use crate::db;
 use crate::domain::UserId;
 use crate::domain::event::{Event, EventKind, Notification};
+use crate::domain::now_micros;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::inbox::group_commit::now_micros;
 use crate::live::wakeup;
 
 fn not_found() -> ApiError {

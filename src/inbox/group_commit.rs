@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::domain::event::{Event, Notification};
-use crate::domain::{Body, Category, NotificationData, Title, UserId};
+use crate::domain::{Body, Category, NotificationData, Title, UserId, now_micros};
 use crate::http::error::{ApiError, is_unavailable};
 use crate::live::{Hub, wakeup};
 use crate::settings::PublishSettings;
@@ -98,22 +98,22 @@ struct Job {
 
 /// The handle request handlers publish through.
 #[derive(Clone)]
-pub struct Publisher {
+pub struct GroupCommit {
     queue: mpsc::Sender<Job>,
 }
 
-struct Worker {
+struct CommitWorker {
     pool: PgPool,
     hub: Arc<Hub>,
     instance: String,
     settings: PublishSettings,
 }
 
-impl Publisher {
+impl GroupCommit {
     pub fn start(pool: PgPool, hub: Arc<Hub>, instance: String, settings: PublishSettings) -> Self {
         let (queue, rx) = mpsc::channel(settings.max_batch_requests * settings.workers * 4);
         let rx = Arc::new(Mutex::new(rx));
-        let worker = Arc::new(Worker {
+        let worker = Arc::new(CommitWorker {
             pool,
             hub,
             instance,
@@ -141,7 +141,7 @@ impl Publisher {
     }
 }
 
-impl Worker {
+impl CommitWorker {
     async fn run(self: Arc<Self>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
         // Requests that reuse an idempotency key already in the batch wait
         // for the next one, where they find the first answer committed.
@@ -497,13 +497,6 @@ struct Committed {
     local: HashMap<UserId, Vec<Event>>,
     /// Notifications created.
     created: u64,
-}
-
-/// Timestamps as PostgreSQL stores them (microseconds), so an event sent live
-/// equals the same event replayed.
-pub fn now_micros() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).expect("in range")
 }
 
 fn is_retryable(e: &sqlx::Error) -> bool {

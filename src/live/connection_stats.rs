@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
-pub struct Stats {
+pub struct ConnectionStats {
     sse: AtomicI64,
     ws: AtomicI64,
     poll: AtomicI64,
@@ -31,7 +31,7 @@ impl Transport {
 
 /// Counts one open connection (or waiting poll) for as long as it lives.
 pub struct ConnectionGuard {
-    stats: Arc<Stats>,
+    stats: Arc<ConnectionStats>,
     transport: Transport,
 }
 
@@ -45,7 +45,7 @@ impl Drop for ConnectionGuard {
     }
 }
 
-impl Stats {
+impl ConnectionStats {
     fn gauge(&self, transport: Transport) -> &AtomicI64 {
         match transport {
             Transport::Sse => &self.sse,

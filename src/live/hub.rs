@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::UserId;
 use crate::domain::event::Event;
-use crate::live::connection_stats::Stats;
+use crate::live::connection_stats::ConnectionStats;
 
 #[derive(Debug, Clone, Default)]
 pub struct Wake {
@@ -51,7 +51,7 @@ pub struct TooManyStreams(pub usize);
 
 pub struct Hub {
     /// Connection and delivery counters of this process.
-    pub stats: Arc<Stats>,
+    pub stats: Arc<ConnectionStats>,
     users: DashMap<UserId, Entry>,
     max_streams_per_user: usize,
     streams: AtomicUsize,

@@ -9,17 +9,17 @@ use super::me::{self, ListQuery};
 use crate::db;
 use crate::db::instances::Instance;
 use crate::domain::UserId;
+use crate::domain::now_micros;
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::inbox::changes;
-use crate::inbox::group_commit::now_micros;
 use crate::jobs::heartbeat;
 use crate::live::connection_stats::Transport;
 use crate::live::wakeup;
 
 #[derive(Serialize)]
-struct Stats {
+struct StatsAnswer {
     instance: String,
     connections: Connections,
     users_online: usize,
@@ -61,7 +61,7 @@ pub async fn stats(state: web::Data<AppState>, Admin(_): Admin) -> Result<HttpRe
         instances.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
     }
     let counters = &state.hub.stats;
-    Ok(HttpResponse::Ok().json(Stats {
+    Ok(HttpResponse::Ok().json(StatsAnswer {
         instance: state.instance.clone(),
         connections: Connections {
             sse: counters.connections(Transport::Sse).max(0),

@@ -5,11 +5,11 @@ use uuid::Uuid;
 
 use super::publish::NotificationBody;
 use crate::db;
+use crate::domain::now_micros;
 use crate::domain::{Body, Category, NotificationData};
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::inbox::group_commit::now_micros;
 
 /// Stores the broadcast and wakes the worker; the answer does not wait for
 /// any user to receive it.
