@@ -17,10 +17,12 @@ use crate::http::routes;
 use crate::http::state::AppState;
 use crate::http::telemetry::{self, RedactedRootSpan};
 use crate::http::{body_deadline, cors};
+use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
 use crate::jobs::{heartbeat, purge as retention};
 use crate::live::log_reader::LogReader;
+use crate::live::subscription::Subscriptions;
 use crate::live::{Hub, listener};
 use crate::settings::Settings;
 
@@ -133,13 +135,19 @@ impl Application {
         ];
         let _ = telemetry::metrics_handle();
         let log = LogReader::start(pool.clone(), settings.stream.replay_page);
-        let state = web::Data::new(AppState {
+        let live = Subscriptions::new(
+            Arc::clone(&hub),
             log,
+            settings.stream.clone(),
+            shutdown.clone(),
+        );
+        let state = web::Data::new(AppState {
+            inbox: Inbox::new(pool.clone(), Arc::clone(&hub), &instance),
+            live,
             pool,
             hub,
             publisher,
             settings: Arc::clone(&settings),
-            shutdown: shutdown.clone(),
             instance,
             started_at,
             broadcaster,

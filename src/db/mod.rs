@@ -63,3 +63,18 @@ pub async fn snapshot(
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
+
+/// Errors that mean "the database cannot be reached right now" rather than
+/// "this request is wrong": they answer 503 so clients retry.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+            // 08xxx connection exceptions, 53300 too many connections.
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"),
+        _ => false,
+    }
+}

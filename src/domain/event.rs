@@ -15,6 +15,9 @@ pub enum EventKind {
     Unread,
     ReadAll,
     Deleted,
+    /// Not in the log: what a client gets instead of its events when its
+    /// resume point is unusable (see [`Event::reset`]).
+    Reset,
 }
 
 impl EventKind {
@@ -25,6 +28,7 @@ impl EventKind {
             Self::Unread => "unread",
             Self::ReadAll => "read_all",
             Self::Deleted => "deleted",
+            Self::Reset => "reset",
         }
     }
 
@@ -62,6 +66,18 @@ pub struct EventFrame<'a> {
 }
 
 impl Event {
+    /// The `reset` every transport sends when a resume point is unusable:
+    /// reload through REST, then continue after `last_seq`. Built here only,
+    /// so SSE, WebSocket and long-poll say exactly the same.
+    pub fn reset(last_seq: i64) -> Self {
+        Self {
+            seq: last_seq,
+            kind: EventKind::Reset,
+            data: format!(r#"{{"last_seq":{last_seq}}}"#).into(),
+            published_at: None,
+        }
+    }
+
     pub fn frame(&self) -> EventFrame<'_> {
         EventFrame {
             seq: self.seq,

@@ -5,6 +5,10 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::inbox::InboxError;
+use crate::live::coalesce::BatchFailed;
+use crate::live::subscription::SubscribeError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -126,7 +130,7 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) {
+        if crate::db::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             Self::Unavailable("the database is unavailable; retry later".into())
         } else {
@@ -135,17 +139,36 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Errors that mean "the database cannot be reached right now" rather than
-/// "this request is wrong": they answer 503 so clients retry.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
-            // 08xxx connection exceptions, 53300 too many connections.
-            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08") || c == "53300"),
-        _ => false,
+impl From<InboxError> for ApiError {
+    fn from(e: InboxError) -> Self {
+        match e {
+            InboxError::NotFound(what) => Self::NotFound(what.into()),
+            InboxError::Rejected(why) => Self::Unprocessable(why.into()),
+            InboxError::Unavailable | InboxError::ShuttingDown => Self::Unavailable(e.to_string()),
+            InboxError::Failed(cause) => Self::Internal(anyhow::anyhow!(cause)),
+        }
+    }
+}
+
+impl From<BatchFailed> for ApiError {
+    fn from(e: BatchFailed) -> Self {
+        if e.unavailable {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable("the database is unavailable; retry later".into())
+        } else {
+            Self::Internal(anyhow::anyhow!(e))
+        }
+    }
+}
+
+impl From<SubscribeError> for ApiError {
+    fn from(e: SubscribeError) -> Self {
+        match e {
+            SubscribeError::TooManyStreams(detail) => Self::TooManyRequests {
+                detail,
+                retry_after: Some(5),
+            },
+            SubscribeError::Read(e) => e.into(),
+        }
     }
 }

@@ -1,27 +1,27 @@
 //! What every request handler shares.
 
-use crate::live::log_reader::LogReader;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::http::limits::PublishLimiter;
+use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
 use crate::live::Hub;
+use crate::live::subscription::Subscriptions;
 use crate::settings::Settings;
 
 pub struct AppState {
     pub pool: PgPool,
     pub hub: Arc<Hub>,
     pub publisher: GroupCommit,
-    /// Live connections' reads of the log, batched across connections.
-    pub log: LogReader,
+    /// A user's own changes and reads of their center.
+    pub inbox: Inbox,
+    /// Opens live connections (SSE, WebSocket) and serves long-polls.
+    pub live: Arc<Subscriptions>,
     pub settings: Arc<Settings>,
-    /// Cancelled on shutdown: live connections end so clients reconnect elsewhere.
-    pub shutdown: CancellationToken,
     /// This process's id in wake-ups.
     pub instance: String,
     /// When this process started (listed in `/v1/admin/stats`).

@@ -23,16 +23,18 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::db;
-use crate::domain::{Body, Category, NotificationData, Title, UserId};
+use crate::domain::{Body, Category, NotificationData, Title, UserId, now_micros};
+use crate::inbox::InboxError;
 use crate::inbox::group_commit::{BroadcastChunk, Content, GroupCommit, PublishRequest};
 
 /// How often unfinished broadcasts are looked for when nothing wakes the
 /// worker (another instance's broadcast, or one a dead instance left).
 const CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// Wakes this instance's broadcast worker.
+/// Creates broadcasts and wakes this instance's broadcast worker.
 #[derive(Clone)]
 pub struct Broadcaster {
+    pool: PgPool,
     wake: Arc<Notify>,
 }
 
@@ -46,17 +48,45 @@ impl Broadcaster {
     ) -> (Self, JoinHandle<()>) {
         let wake = Arc::new(Notify::new());
         let worker = BroadcastWorker {
-            pool,
+            pool: pool.clone(),
             publisher,
             chunk: chunk.max(1) as i64,
             wake: Arc::clone(&wake),
         };
-        (Self { wake }, tokio::spawn(worker.run(shutdown)))
+        (Self { pool, wake }, tokio::spawn(worker.run(shutdown)))
     }
 
-    /// A broadcast was created: start on it now rather than at the next check.
-    pub fn wake(&self) {
+    /// Stores a broadcast of `content` by `created_by` and starts on it. The
+    /// answer does not wait for any user to receive it.
+    pub async fn create(
+        &self,
+        content: &Content,
+        created_by: &UserId,
+    ) -> Result<db::broadcasts::Broadcast, InboxError> {
+        let broadcast = db::broadcasts::create(
+            &self.pool,
+            &db::broadcasts::New {
+                id: Uuid::now_v7(),
+                title: content.title.as_str(),
+                body: content.body.as_ref().map(Body::as_str),
+                category: content.category.as_ref().map(Category::as_str),
+                data: content.data.as_ref().map(NotificationData::as_json),
+                expires_at: content.expires_at,
+                created_by: created_by.as_str(),
+                created_at: now_micros(),
+            },
+        )
+        .await?;
+        // Start on it now rather than at the next check.
         self.wake.notify_one();
+        Ok(broadcast)
+    }
+
+    /// A broadcast's progress.
+    pub async fn get(&self, id: Uuid) -> Result<db::broadcasts::Broadcast, InboxError> {
+        db::broadcasts::get(&self.pool, id)
+            .await?
+            .ok_or(InboxError::NotFound("no such broadcast"))
     }
 }
 

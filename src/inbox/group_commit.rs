@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::db;
 use crate::domain::event::{Event, Notification};
 use crate::domain::{Body, Category, NotificationData, Title, UserId, now_micros};
-use crate::http::error::{ApiError, is_unavailable};
+use crate::inbox::InboxError;
 use crate::live::{Hub, wakeup};
 use crate::settings::PublishSettings;
 
@@ -87,7 +87,7 @@ pub struct PublishedItem {
     pub seq: i64,
 }
 
-type Reply = oneshot::Sender<Result<Published, ApiError>>;
+type Reply = oneshot::Sender<Result<Published, InboxError>>;
 
 struct Job {
     request: PublishRequest,
@@ -125,7 +125,7 @@ impl GroupCommit {
         Self { queue }
     }
 
-    pub async fn publish(&self, request: PublishRequest) -> Result<Published, ApiError> {
+    pub async fn publish(&self, request: PublishRequest) -> Result<Published, InboxError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job {
@@ -134,10 +134,8 @@ impl GroupCommit {
                 received: std::time::Instant::now(),
             })
             .await
-            .map_err(|_| ApiError::Unavailable("the service is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| ApiError::Unavailable("the service is shutting down".into()))?
+            .map_err(|_| InboxError::ShuttingDown)?;
+        answer.await.map_err(|_| InboxError::ShuttingDown)?
     }
 }
 
@@ -212,13 +210,14 @@ impl CommitWorker {
                 }
             }
             Err(e) => {
-                let unavailable = is_unavailable(&e);
+                let unavailable = crate::db::is_unavailable(&e);
                 tracing::warn!(error = %e, requests = jobs.len(), "publish batch failed");
+                let cause: std::sync::Arc<str> = format!("publish batch failed: {e}").into();
                 for job in jobs {
                     let err = if unavailable {
-                        ApiError::Unavailable("the database is unavailable; retry later".into())
+                        InboxError::Unavailable
                     } else {
-                        ApiError::Internal(anyhow::anyhow!("publish batch failed: {e}"))
+                        InboxError::Failed(cause.clone())
                     };
                     let _ = job.reply.send(Err(err));
                 }
@@ -235,7 +234,7 @@ impl CommitWorker {
         received: &[std::time::Instant],
     ) -> Result<Committed, sqlx::Error> {
         let created_at = now_micros();
-        let mut outcomes: Vec<Option<Result<Published, ApiError>>> =
+        let mut outcomes: Vec<Option<Result<Published, InboxError>>> =
             requests.iter().map(|_| None).collect();
         let plain = requests
             .iter()
@@ -291,7 +290,7 @@ impl CommitWorker {
         &self,
         conn: &mut sqlx::PgConnection,
         requests: &[&PublishRequest],
-        outcomes: &[Option<Result<Published, ApiError>>],
+        outcomes: &[Option<Result<Published, InboxError>>],
         created_at: DateTime<Utc>,
     ) -> Result<Vec<Option<Published>>, sqlx::Error> {
         let mut rows = db::notifications::NewRows::default();
@@ -374,7 +373,7 @@ impl CommitWorker {
 async fn claim_keys(
     tx: &mut sqlx::PgConnection,
     requests: &[&PublishRequest],
-    outcomes: &mut [Option<Result<Published, ApiError>>],
+    outcomes: &mut [Option<Result<Published, InboxError>>],
 ) -> Result<Vec<usize>, sqlx::Error> {
     let keyed: Vec<usize> = (0..requests.len())
         .filter(|&i| requests[i].idempotency.is_some())
@@ -404,13 +403,13 @@ async fn claim_keys(
             Some(s) if s.request_hash == hashes[n] => {
                 match s.response.and_then(|r| serde_json::from_value(r.0).ok()) {
                     Some(published) => Ok(published),
-                    None => Err(ApiError::Internal(anyhow::anyhow!(
-                        "idempotency record without a response"
-                    ))),
+                    None => Err(InboxError::Failed(
+                        "idempotency record without a response".into(),
+                    )),
                 }
             }
-            _ => Err(ApiError::Unprocessable(
-                "this Idempotency-Key was used with a different request body".into(),
+            _ => Err(InboxError::Rejected(
+                "this Idempotency-Key was used with a different request body",
             )),
         });
     }
@@ -424,7 +423,7 @@ async fn claim_keys(
 async fn advance_broadcasts(
     tx: &mut sqlx::PgConnection,
     requests: &[&PublishRequest],
-    outcomes: &mut [Option<Result<Published, ApiError>>],
+    outcomes: &mut [Option<Result<Published, InboxError>>],
 ) -> Result<(), sqlx::Error> {
     let mut chunks: Vec<usize> = (0..requests.len())
         .filter(|&i| outcomes[i].is_none() && requests[i].broadcast.is_some())
@@ -435,8 +434,8 @@ async fn advance_broadcasts(
         let b = r.broadcast.as_ref().expect("a broadcast chunk");
         let sent = r.recipients.len() as i64;
         if !db::broadcasts::advance(tx, b.id, b.from.as_deref(), &b.to, sent).await? {
-            outcomes[i] = Some(Err(ApiError::Unprocessable(
-                "this broadcast chunk was already sent".into(),
+            outcomes[i] = Some(Err(InboxError::Rejected(
+                "this broadcast chunk was already sent",
             )));
         }
     }
@@ -492,7 +491,7 @@ fn notification(c: &Content, item: &PublishedItem, created_at: DateTime<Utc>) ->
 }
 
 struct Committed {
-    outcomes: Vec<Result<Published, ApiError>>,
+    outcomes: Vec<Result<Published, InboxError>>,
     /// Committed events of watched users, for this process's connections.
     local: HashMap<UserId, Vec<Event>>,
     /// Notifications created.

@@ -12,4 +12,34 @@
 
 pub mod broadcaster;
 pub mod changes;
+mod error;
 pub mod group_commit;
+pub mod reads;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::live::Hub;
+
+pub use error::InboxError;
+
+/// What a user's own changes and reads need: the database, this process's
+/// hub (to wake its connections after a commit) and this instance's id (so
+/// other instances know it has woken its own).
+#[derive(Clone)]
+pub struct Inbox {
+    pool: PgPool,
+    hub: Arc<Hub>,
+    instance: Arc<str>,
+}
+
+impl Inbox {
+    pub fn new(pool: PgPool, hub: Arc<Hub>, instance: &str) -> Self {
+        Self {
+            pool,
+            hub,
+            instance: instance.into(),
+        }
+    }
+}

@@ -8,6 +8,8 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db;
+use crate::db::instances::Instance;
+use crate::domain::now_micros;
 
 /// How often an instance says it is alive.
 pub const INTERVAL: Duration = Duration::from_secs(10);
@@ -43,4 +45,23 @@ pub async fn run(
         db::instances::forget(&pool, &instance),
     )
     .await;
+}
+
+/// The instances seen alive within [`ALIVE_SECS`], oldest first. `me` is
+/// among them even before its first heartbeat is stored: it is answering.
+pub async fn running(
+    pool: &PgPool,
+    me: &str,
+    started_at: DateTime<Utc>,
+) -> Result<Vec<Instance>, sqlx::Error> {
+    let mut instances = db::instances::seen_within(pool, ALIVE_SECS).await?;
+    if !instances.iter().any(|i| i.id == me) {
+        instances.push(Instance {
+            id: me.to_owned(),
+            started_at,
+            last_seen_at: now_micros(),
+        });
+        instances.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+    }
+    Ok(instances)
 }

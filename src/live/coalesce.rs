@@ -13,8 +13,6 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::http::error::ApiError;
-
 /// Why a batched read failed, for every request in the batch.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -27,19 +25,8 @@ pub struct BatchFailed {
 impl From<&sqlx::Error> for BatchFailed {
     fn from(e: &sqlx::Error) -> Self {
         Self {
-            unavailable: crate::http::error::is_unavailable(e),
+            unavailable: crate::db::is_unavailable(e),
             message: e.to_string().into(),
-        }
-    }
-}
-
-impl From<BatchFailed> for ApiError {
-    fn from(e: BatchFailed) -> Self {
-        if e.unavailable {
-            tracing::warn!(error = %e, "database unavailable");
-            Self::Unavailable("the database is unavailable; retry later".into())
-        } else {
-            Self::Internal(anyhow::anyhow!(e))
         }
     }
 }

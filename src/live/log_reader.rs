@@ -20,6 +20,7 @@ const MAX_BATCH: usize = 500;
 
 #[derive(Clone)]
 pub struct LogReader {
+    pool: PgPool,
     positions: Batcher<UserId, Positions>,
     reads: Batcher<(UserId, i64), Vec<Event>>,
 }
@@ -56,16 +57,23 @@ impl LogReader {
                 }
             })
         };
-        let reads = Batcher::start(WORKERS, MAX_BATCH, move |readers: Vec<(UserId, i64)>| {
+        let reads = Batcher::start(WORKERS, MAX_BATCH, {
             let pool = pool.clone();
-            async move {
-                let mut conn = pool.acquire().await?;
-                let readers: Vec<(&str, i64)> =
-                    readers.iter().map(|(u, a)| (u.as_str(), *a)).collect();
-                db::events::read_after_many(&mut conn, &readers, page).await
+            move |readers: Vec<(UserId, i64)>| {
+                let pool = pool.clone();
+                async move {
+                    let mut conn = pool.acquire().await?;
+                    let readers: Vec<(&str, i64)> =
+                        readers.iter().map(|(u, a)| (u.as_str(), *a)).collect();
+                    db::events::read_after_many(&mut conn, &readers, page).await
+                }
             }
         });
-        Self { positions, reads }
+        Self {
+            pool,
+            positions,
+            reads,
+        }
     }
 
     /// Where `user`'s log stands; a user not seen before becomes known
@@ -77,5 +85,26 @@ impl LogReader {
     /// Up to a page of `user`'s events after `after`, in seq order.
     pub async fn read_after(&self, user: &UserId, after: i64) -> Result<Vec<Event>, BatchFailed> {
         self.reads.call((user.clone(), after)).await
+    }
+
+    /// Up to `limit` events of `user` after `after`, and the user's current
+    /// seq, from one snapshot: when no events come back, nothing visible lies
+    /// between `after` and that seq. For long-polls.
+    pub async fn read_with_last_seq(
+        &self,
+        user: &UserId,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<Event>, i64), BatchFailed> {
+        let read = async {
+            let mut tx = db::snapshot(&self.pool).await?;
+            let events = db::events::read_after(&mut tx, user, after, limit).await?;
+            let last_seq = db::users::positions(&mut tx, user)
+                .await?
+                .map_or(0, |p| p.last_seq);
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((events, last_seq))
+        };
+        read.await.map_err(|e| BatchFailed::from(&e))
     }
 }

@@ -8,18 +8,20 @@
 //! disconnected and resumes from the log later, instead of being buffered
 //! without bound.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio_util::sync::CancellationToken;
 
-use crate::domain::ResumePoint;
 use crate::domain::event::Event;
-use crate::http::auth::Principal;
-use crate::http::error::ApiError;
-use crate::http::state::AppState;
-use crate::live::Watch;
+use crate::domain::{ResumePoint, UserId};
+use crate::live::coalesce::BatchFailed;
 use crate::live::connection_stats::{ConnectionGuard, Transport};
+use crate::live::log_reader::LogReader;
+use crate::live::{Hub, Watch};
+use crate::settings::StreamSettings;
 
 /// What a transport writes to its client.
 #[derive(Debug)]
@@ -27,9 +29,9 @@ pub enum Frame {
     /// Boxed to keep the frame at two words: tokio's queue allocates its
     /// first block of 32 slots up front, so every idle connection pays
     /// 32 frames' worth of memory (1.5 KiB with the event inline, 0.5 boxed).
+    /// A `reset` (see [`Event::reset`]) is an event too: every transport
+    /// writes it like any other.
     Event(Box<Event>),
-    /// The resume point was unusable: reload through REST, then continue.
-    Reset { last_seq: i64 },
     /// The last frame: why the server ends the connection.
     Closing(End),
 }
@@ -66,76 +68,122 @@ pub struct Start {
     pub last_seq: i64,
 }
 
-/// Where a stream starts: the cursor, and whether the client must reset.
-pub async fn start_position(
-    state: &AppState,
-    watch: &Watch,
-    resume: ResumePoint,
-) -> Result<Start, ApiError> {
-    let positions = state.log.positions(&watch.user).await?;
-    let last_seq = positions.last_seq;
-    let (cursor, reset) = match resume {
-        ResumePoint::Live => (last_seq, None),
-        ResumePoint::After(n) if n <= last_seq && n >= positions.purged_seq => (n, None),
-        ResumePoint::After(_) | ResumePoint::Invalid => {
-            metrics::counter!("herald_resets_total").increment(1);
-            (last_seq, Some(last_seq))
-        }
-    };
-    Ok(Start {
-        cursor,
-        reset,
-        last_seq,
-    })
+/// Why a live connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The user has as many live connections as allowed.
+    #[error("{0}")]
+    TooManyStreams(String),
+    /// Where the connection starts could not be read.
+    #[error(transparent)]
+    Read(#[from] BatchFailed),
 }
 
-/// Opens a live subscription for the caller and returns the frames to write.
-pub async fn open(
-    state: &actix_web::web::Data<AppState>,
-    principal: &Principal,
-    resume: ResumePoint,
-    transport: Transport,
-) -> Result<mpsc::Receiver<Frame>, ApiError> {
-    let watch = state
-        .hub
-        .watch_stream(&principal.user)
-        .map_err(|e| ApiError::TooManyRequests {
-            detail: e.to_string(),
-            retry_after: Some(5),
-        })?;
-    let Start {
-        cursor,
-        reset,
-        last_seq,
-    } = start_position(state, &watch, resume).await?;
-    // Counted from here, so the connection shows in stats as soon as the
-    // client has its answer.
-    let counted = state.hub.stats.connection(transport);
-    let (tx, rx) = mpsc::channel(state.settings.stream.buffer);
-    if let Some(last_seq) = reset {
-        tx.try_send(Frame::Reset { last_seq })
-            .expect("a new queue has room");
+/// What every live connection of this process shares: the hub it waits on,
+/// the batched log reader it replays from, its settings, and the signal that
+/// ends it on shutdown.
+pub struct Subscriptions {
+    hub: Arc<Hub>,
+    log: LogReader,
+    settings: StreamSettings,
+    shutdown: CancellationToken,
+}
+
+impl Subscriptions {
+    pub fn new(
+        hub: Arc<Hub>,
+        log: LogReader,
+        settings: StreamSettings,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            hub,
+            log,
+            settings,
+            shutdown,
+        })
     }
-    let pump = Pump {
-        state: state.clone(),
-        watch,
-        cursor,
-        // The watch was registered before the position was read, so anything
-        // committed after it wakes this connection: with the cursor at the
-        // user's seq there is nothing to read yet.
-        need_read: cursor < last_seq,
-        tx,
-        expires_at: principal.expires_at,
-        transport,
-        sent: 0,
-        _counted: counted,
-    };
-    tokio::spawn(pump.run());
-    Ok(rx)
+
+    /// Long-polls read through the same reader as streams.
+    pub fn log(&self) -> &LogReader {
+        &self.log
+    }
+
+    /// Cancelled when the service stops.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Where a stream starts: the cursor, and whether the client must reset.
+    pub async fn start_position(
+        &self,
+        watch: &Watch,
+        resume: ResumePoint,
+    ) -> Result<Start, BatchFailed> {
+        let positions = self.log.positions(&watch.user).await?;
+        let last_seq = positions.last_seq;
+        let (cursor, reset) = match resume {
+            ResumePoint::Live => (last_seq, None),
+            ResumePoint::After(n) if n <= last_seq && n >= positions.purged_seq => (n, None),
+            ResumePoint::After(_) | ResumePoint::Invalid => {
+                metrics::counter!("herald_resets_total").increment(1);
+                (last_seq, Some(last_seq))
+            }
+        };
+        Ok(Start {
+            cursor,
+            reset,
+            last_seq,
+        })
+    }
+
+    /// Opens a live subscription for `user`, whose token expires at
+    /// `expires_at` (Unix seconds), and returns the frames to write.
+    pub async fn open(
+        self: &Arc<Self>,
+        user: &UserId,
+        expires_at: i64,
+        resume: ResumePoint,
+        transport: Transport,
+    ) -> Result<mpsc::Receiver<Frame>, SubscribeError> {
+        let watch = self
+            .hub
+            .watch_stream(user)
+            .map_err(|e| SubscribeError::TooManyStreams(e.to_string()))?;
+        let Start {
+            cursor,
+            reset,
+            last_seq,
+        } = self.start_position(&watch, resume).await?;
+        // Counted from here, so the connection shows in stats as soon as the
+        // client has its answer.
+        let counted = self.hub.stats.connection(transport);
+        let (tx, rx) = mpsc::channel(self.settings.buffer);
+        if let Some(last_seq) = reset {
+            tx.try_send(Frame::Event(Box::new(Event::reset(last_seq))))
+                .expect("a new queue has room");
+        }
+        let pump = Pump {
+            live: Arc::clone(self),
+            watch,
+            cursor,
+            // The watch was registered before the position was read, so
+            // anything committed after it wakes this connection: with the
+            // cursor at the user's seq there is nothing to read yet.
+            need_read: cursor < last_seq,
+            tx,
+            expires_at,
+            transport,
+            sent: 0,
+            _counted: counted,
+        };
+        tokio::spawn(pump.run());
+        Ok(rx)
+    }
 }
 
 struct Pump {
-    state: actix_web::web::Data<AppState>,
+    live: Arc<Subscriptions>,
     watch: Watch,
     cursor: i64,
     need_read: bool,
@@ -161,7 +209,7 @@ impl Pump {
         let remaining = self.expires_at - chrono::Utc::now().timestamp();
         let expiry = tokio::time::sleep(Duration::from_secs(remaining.max(0) as u64));
         tokio::pin!(expiry);
-        let shutdown = self.state.shutdown.clone();
+        let shutdown = self.live.shutdown.clone();
         let kicked = self.watch.kicked.clone();
 
         let mut need_read = self.need_read;
@@ -243,9 +291,9 @@ impl Pump {
     /// Sends everything in the log after the cursor, a page at a time.
     /// `Ok(false)` when the database failed.
     async fn catch_up(&mut self) -> Result<bool, Stop> {
-        let page = self.state.settings.stream.replay_page;
+        let page = self.live.settings.replay_page;
         loop {
-            let read = self.state.log.read_after(&self.watch.user, self.cursor);
+            let read = self.live.log.read_after(&self.watch.user, self.cursor);
             let events = match read.await {
                 Ok(events) => events,
                 Err(e) => {
@@ -270,7 +318,7 @@ impl Pump {
         }
         let seq = event.seq;
         let published_at = event.published_at;
-        let timeout = self.state.settings.stream.slow_client_timeout();
+        let timeout = self.live.settings.slow_client_timeout();
         match self
             .tx
             .send_timeout(Frame::Event(Box::new(event)), timeout)
@@ -279,7 +327,7 @@ impl Pump {
             Ok(()) => {
                 self.cursor = seq;
                 self.sent += 1;
-                self.state.hub.stats.delivered(self.transport);
+                self.live.hub.stats.delivered(self.transport);
                 if let Some(t) = published_at {
                     metrics::histogram!("herald_publish_to_deliver_seconds")
                         .record(t.elapsed().as_secs_f64());

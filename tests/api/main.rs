@@ -19,4 +19,5 @@ mod publish;
 mod retention;
 mod security;
 mod sse;
+mod wakeup;
 mod ws;

@@ -5,18 +5,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::me::{self, ListQuery};
+use super::me::ListQuery;
 use crate::db;
 use crate::db::instances::Instance;
 use crate::domain::UserId;
-use crate::domain::now_micros;
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::inbox::changes;
 use crate::jobs::heartbeat;
+use crate::live;
 use crate::live::connection_stats::Transport;
-use crate::live::wakeup;
 
 #[derive(Serialize)]
 struct StatsAnswer {
@@ -49,17 +47,7 @@ struct Retention {
 /// `GET /v1/admin/stats`: this instance's counters and the service's totals.
 pub async fn stats(state: web::Data<AppState>, Admin(_): Admin) -> Result<HttpResponse, ApiError> {
     let totals = db::stats::totals(&state.pool).await?;
-    let mut instances = db::instances::seen_within(&state.pool, heartbeat::ALIVE_SECS).await?;
-    // This instance is alive (it is answering), even before its first
-    // heartbeat is stored.
-    if !instances.iter().any(|i| i.id == state.instance) {
-        instances.push(Instance {
-            id: state.instance.clone(),
-            started_at: state.started_at,
-            last_seen_at: now_micros(),
-        });
-        instances.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
-    }
+    let instances = heartbeat::running(&state.pool, &state.instance, state.started_at).await?;
     let counters = &state.hub.stats;
     Ok(HttpResponse::Ok().json(StatsAnswer {
         instance: state.instance.clone(),
@@ -91,7 +79,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user = path_user(&req)?;
-    let page = me::page_of(&state, &user, query.filter()?).await?;
+    let page = state.inbox.page(&user, query.filter()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -106,7 +94,7 @@ pub async fn delete(
     let id = req.match_info().get("id").unwrap_or_default();
     let id = Uuid::parse_str(id)
         .map_err(|e| ApiError::BadRequest(format!("invalid path parameter: {e}")))?;
-    changes::delete(&state, &user, id).await?;
+    state.inbox.delete(&user, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -119,13 +107,7 @@ pub async fn disconnect(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let user = path_user(&req)?;
-    // Other instances first: if the database is down the request fails and
-    // changes nothing, here included.
-    let mut conn = state.pool.acquire().await?;
-    let kicks = wakeup::encode_kicks(&state.instance, [user.to_string()]);
-    db::events::notify(&mut conn, &kicks).await?;
-    drop(conn);
-    state.hub.kick(&user);
+    live::disconnect(&state.pool, &state.hub, &state.instance, &user).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

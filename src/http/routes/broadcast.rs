@@ -3,12 +3,9 @@
 use actix_web::{HttpResponse, web};
 use uuid::Uuid;
 
-use super::publish::NotificationBody;
-use crate::db;
-use crate::domain::now_micros;
-use crate::domain::{Body, Category, NotificationData};
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
+use crate::http::payloads::NotificationBody;
 use crate::http::state::AppState;
 
 /// Stores the broadcast and wakes the worker; the answer does not wait for
@@ -31,22 +28,10 @@ pub async fn create(
     }
     let body: NotificationBody =
         serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let content = body.content()?;
-    let broadcast = db::broadcasts::create(
-        &state.pool,
-        &db::broadcasts::New {
-            id: Uuid::now_v7(),
-            title: content.title.as_str(),
-            body: content.body.as_ref().map(Body::as_str),
-            category: content.category.as_ref().map(Category::as_str),
-            data: content.data.as_ref().map(NotificationData::as_json),
-            expires_at: content.expires_at,
-            created_by: principal.user.as_str(),
-            created_at: now_micros(),
-        },
-    )
-    .await?;
-    state.broadcaster.wake();
+    let broadcast = state
+        .broadcaster
+        .create(&body.content()?, &principal.user)
+        .await?;
     Ok(HttpResponse::Accepted().json(broadcast))
 }
 
@@ -55,8 +40,5 @@ pub async fn get(
     Admin(_): Admin,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let broadcast = db::broadcasts::get(&state.pool, *id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such broadcast".into()))?;
-    Ok(HttpResponse::Ok().json(broadcast))
+    Ok(HttpResponse::Ok().json(state.broadcaster.get(*id).await?))
 }

@@ -1,16 +1,13 @@
 //! The caller's own message center: `/v1/me/notifications...`.
 
 use actix_web::{HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::db;
 use crate::db::notifications::{ListFilter, Status};
-use crate::domain::event::Notification;
 use crate::http::auth::User;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::inbox::changes;
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -18,16 +15,6 @@ pub struct ListQuery {
     category: Option<String>,
     limit: Option<i64>,
     before: Option<i64>,
-}
-
-#[derive(Serialize)]
-pub struct Page {
-    pub items: Vec<Notification>,
-    /// Pass as `before` for the next (older) page; null on the last page.
-    pub next_before: Option<i64>,
-    /// The user's current seq: resume the stream from here with no gap.
-    pub last_seq: i64,
-    pub unread_count: i64,
 }
 
 impl ListQuery {
@@ -66,46 +53,12 @@ impl ListQuery {
     }
 }
 
-/// One page of a user's notifications with `last_seq` and `unread_count`
-/// from the same snapshot, so resuming from `last_seq` loses nothing.
-pub async fn page_of(
-    state: &AppState,
-    user: &crate::domain::UserId,
-    filter: ListFilter<'_>,
-) -> Result<Page, ApiError> {
-    let mut tx = db::snapshot(&state.pool).await?;
-    let (last_seq, unread_count) = db::notifications::summary(&mut tx, user).await?;
-    let limit = filter.limit;
-    let mut items = db::notifications::list(
-        &mut tx,
-        user,
-        &ListFilter {
-            limit: limit + 1,
-            ..filter
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    let next_before = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|n| n.seq)
-    } else {
-        None
-    };
-    Ok(Page {
-        items,
-        next_before,
-        last_seq,
-        unread_count,
-    })
-}
-
 pub async fn list(
     state: web::Data<AppState>,
     User(p): User,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = page_of(&state, &p.user, query.filter()?).await?;
+    let page = state.inbox.page(&p.user, query.filter()?).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -114,11 +67,7 @@ pub async fn get(
     User(p): User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut conn = state.pool.acquire().await?;
-    let notification = db::notifications::get(&mut conn, &p.user, *id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such notification".into()))?;
-    Ok(HttpResponse::Ok().json(notification))
+    Ok(HttpResponse::Ok().json(state.inbox.get(&p.user, *id).await?))
 }
 
 pub async fn read(
@@ -126,7 +75,7 @@ pub async fn read(
     User(p): User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(changes::set_read(&state, &p.user, *id, true).await?))
+    Ok(HttpResponse::Ok().json(state.inbox.set_read(&p.user, *id, true).await?))
 }
 
 pub async fn unread(
@@ -134,11 +83,11 @@ pub async fn unread(
     User(p): User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(changes::set_read(&state, &p.user, *id, false).await?))
+    Ok(HttpResponse::Ok().json(state.inbox.set_read(&p.user, *id, false).await?))
 }
 
 pub async fn read_all(state: web::Data<AppState>, User(p): User) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(changes::read_all(&state, &p.user).await?))
+    Ok(HttpResponse::Ok().json(state.inbox.read_all(&p.user).await?))
 }
 
 pub async fn delete(
@@ -146,6 +95,6 @@ pub async fn delete(
     User(p): User,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    changes::delete(&state, &p.user, *id).await?;
+    state.inbox.delete(&p.user, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,17 +4,15 @@
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use std::time::Duration;
 
-use crate::db;
-use crate::domain::event::EventFrame;
-use crate::domain::{ResumePoint, UserId};
+use crate::domain::ResumePoint;
+use crate::domain::event::{Event, EventFrame};
 use crate::http::auth::StreamUser;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::live::connection_stats::Transport;
-use crate::live::subscription;
+use crate::live::subscription::Start;
 
 #[derive(Deserialize)]
 pub struct PollQuery {
@@ -54,24 +52,22 @@ pub async fn events(
     let resume = ResumePoint::parse(query.after.as_deref());
     // The database steps are boxed: inlined, the handler's future (which
     // lives as long as the poll waits) kept room for their state too.
-    let subscription::Start { cursor, reset, .. } =
-        Box::pin(subscription::start_position(&state, &watch, resume)).await?;
+    let Start { cursor, reset, .. } = Box::pin(state.live.start_position(&watch, resume)).await?;
     if let Some(last_seq) = reset {
-        let data =
-            RawValue::from_string(format!(r#"{{"last_seq":{last_seq}}}"#)).expect("valid JSON");
-        let reset = EventFrame {
-            seq: last_seq,
-            kind: "reset",
-            data: &data,
-        };
+        let reset = Event::reset(last_seq);
         return Ok(HttpResponse::Ok().json(PollAnswer {
-            events: vec![reset],
+            events: vec![reset.frame()],
             last_seq,
         }));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
-        let (events, last_seq) = Box::pin(read(&state, &principal.user, cursor, limit)).await?;
+        let (events, last_seq) = Box::pin(state.live.log().read_with_last_seq(
+            &principal.user,
+            cursor,
+            limit,
+        ))
+        .await?;
         let expired = tokio::time::Instant::now() >= deadline;
         if !events.is_empty() || expired {
             for _ in &events {
@@ -88,7 +84,7 @@ pub async fn events(
             _ = tokio::time::sleep_until(deadline) => {}
             // Answer (empty) at once: the client comes back elsewhere, or
             // (disconnected by an administrator) with a token checked anew.
-            _ = state.shutdown.cancelled() => {
+            _ = state.live.shutdown().cancelled() => {
                 return Ok(HttpResponse::Ok().json(PollAnswer { events: Vec::new(), last_seq }));
             }
             _ = watch.kicked.cancelled() => {
@@ -96,20 +92,4 @@ pub async fn events(
             }
         }
     }
-}
-
-/// Events after `cursor` and the user's seq, from one snapshot.
-async fn read(
-    state: &AppState,
-    user: &UserId,
-    cursor: i64,
-    limit: i64,
-) -> Result<(Vec<crate::domain::event::Event>, i64), ApiError> {
-    let mut tx = db::snapshot(&state.pool).await?;
-    let events = db::events::read_after(&mut tx, user, cursor, limit).await?;
-    let last_seq = db::users::positions(&mut tx, user)
-        .await?
-        .map_or(0, |p| p.last_seq);
-    tx.commit().await?;
-    Ok((events, last_seq))
 }

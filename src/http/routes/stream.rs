@@ -12,7 +12,7 @@ use crate::http::auth::StreamUser;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::live::connection_stats::Transport;
-use crate::live::subscription::{self, Frame};
+use crate::live::subscription::Frame;
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
@@ -33,7 +33,15 @@ pub async fn sse(
         .get("Last-Event-ID")
         .map(|v| v.to_str().unwrap_or("invalid"));
     let resume = ResumePoint::parse(header.or(query.last_event_id.as_deref()));
-    let frames = subscription::open(&state, &principal, resume, Transport::Sse).await?;
+    let frames = state
+        .live
+        .open(
+            &principal.user,
+            principal.expires_at,
+            resume,
+            Transport::Sse,
+        )
+        .await?;
     let events = ReceiverStream::new(frames).map(render);
     Ok(sse::Sse::from_infallible_stream(events)
         .with_retry_duration(Duration::from_millis(state.settings.server.retry_ms))
@@ -47,10 +55,6 @@ fn render(frame: Frame) -> sse::Event {
         Frame::Event(e) => sse::Data::new(e.data.to_string())
             .event(e.kind.as_str())
             .id(e.seq.to_string())
-            .into(),
-        Frame::Reset { last_seq } => sse::Data::new(format!(r#"{{"last_seq":{last_seq}}}"#))
-            .event("reset")
-            .id(last_seq.to_string())
             .into(),
         Frame::Closing(end) => sse::Event::Comment(end.reason().into()),
     }

@@ -16,9 +16,8 @@ use crate::domain::{ResumePoint, UserId};
 use crate::http::auth::StreamUser;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::inbox::changes;
 use crate::live::connection_stats::Transport;
-use crate::live::subscription::{self, End, Frame};
+use crate::live::subscription::{End, Frame};
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -35,7 +34,10 @@ pub async fn ws(
     let (response, session, messages) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket handshake: {e}")))?;
     let resume = ResumePoint::parse(query.last_event_id.as_deref());
-    let frames = subscription::open(&state, &principal, resume, Transport::Ws).await?;
+    let frames = state
+        .live
+        .open(&principal.user, principal.expires_at, resume, Transport::Ws)
+        .await?;
     let connection = Connection {
         state,
         user: principal.user,
@@ -73,7 +75,6 @@ impl Connection {
                 frame = frames.recv() => {
                     let text = match frame {
                         Some(Frame::Event(e)) => serde_json::to_string(&e.frame()).expect("serializes"),
-                        Some(Frame::Reset { last_seq }) => json!({"seq": last_seq, "type": "reset", "data": {"last_seq": last_seq}}).to_string(),
                         Some(Frame::Closing(end)) => break close_reason(end),
                         None => break None,
                     };
@@ -154,18 +155,22 @@ impl Connection {
         };
         match command.op.as_str() {
             "ping" => Ok(Some(json!({"type": "pong", "ref": command.reference}))),
-            "read" => changes::set_read(&self.state, &self.user, id()?, true)
-                .await
-                .map(|_| None),
-            "unread" => changes::set_read(&self.state, &self.user, id()?, false)
-                .await
-                .map(|_| None),
-            "delete" => changes::delete(&self.state, &self.user, id()?)
-                .await
-                .map(|_| None),
-            "read_all" => changes::read_all(&self.state, &self.user)
-                .await
-                .map(|_| None),
+            "read" => {
+                self.state.inbox.set_read(&self.user, id()?, true).await?;
+                Ok(None)
+            }
+            "unread" => {
+                self.state.inbox.set_read(&self.user, id()?, false).await?;
+                Ok(None)
+            }
+            "delete" => {
+                self.state.inbox.delete(&self.user, id()?).await?;
+                Ok(None)
+            }
+            "read_all" => {
+                self.state.inbox.read_all(&self.user).await?;
+                Ok(None)
+            }
             other => Err(ApiError::Unprocessable(format!(
                 "unknown op {other:?}: use ping, read, unread, delete or read_all"
             ))),

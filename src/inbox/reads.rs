@@ -1,0 +1,62 @@
+//! What a user reads of their own center: pages of notifications and single
+//! notifications. A page carries `last_seq` from the same snapshot, so a
+//! client that resumes its stream from there misses nothing.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db;
+use crate::db::notifications::ListFilter;
+use crate::domain::UserId;
+use crate::domain::event::Notification;
+use crate::inbox::{Inbox, InboxError};
+
+#[derive(Debug, Serialize)]
+pub struct Page {
+    pub items: Vec<Notification>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    pub next_before: Option<i64>,
+    /// The user's current seq: resume the stream from here with no gap.
+    pub last_seq: i64,
+    pub unread_count: i64,
+}
+
+impl Inbox {
+    /// One page of a user's notifications with `last_seq` and `unread_count`
+    /// from the same snapshot, so resuming from `last_seq` loses nothing.
+    pub async fn page(&self, user: &UserId, filter: ListFilter<'_>) -> Result<Page, InboxError> {
+        let mut tx = db::snapshot(&self.pool).await?;
+        let (last_seq, unread_count) = db::notifications::summary(&mut tx, user).await?;
+        let limit = filter.limit;
+        let mut items = db::notifications::list(
+            &mut tx,
+            user,
+            &ListFilter {
+                limit: limit + 1,
+                ..filter
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        let next_before = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|n| n.seq)
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_before,
+            last_seq,
+            unread_count,
+        })
+    }
+
+    /// One notification of the user's, if it is in their center.
+    pub async fn get(&self, user: &UserId, id: Uuid) -> Result<Notification, InboxError> {
+        let mut conn = self.pool.acquire().await?;
+        db::notifications::get(&mut conn, user, id)
+            .await?
+            .ok_or(InboxError::NotFound("no such notification"))
+    }
+}
