@@ -70,13 +70,19 @@ fn dispatch(hub: &Hub, instance: &str, payload: &str) {
         tracing::warn!("ignoring a malformed wake-up payload");
         return;
     };
-    if payload.instance == instance {
-        return;
-    }
+    // This instance's own wake-ups too: normally its connections were woken
+    // in-process with the events and this one is older news that the hub
+    // drops, but when a commit succeeded while its answer was lost (the
+    // connection broke on the way back) this is the only wake-up they get.
     for (user, seq) in payload.wakes {
         if let Ok(user) = UserId::parse(&user) {
             hub.wake(&user, seq, None);
         }
+    }
+    // An administrator's disconnect already ended this instance's
+    // connections; doing it again would end those opened since.
+    if payload.instance == instance {
+        return;
     }
     for user in payload.kicks {
         if let Ok(user) = UserId::parse(&user) {

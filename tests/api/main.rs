@@ -9,6 +9,7 @@ mod faults;
 mod fuzz_findings;
 mod helpers;
 mod instances;
+mod listener;
 mod logs;
 mod me;
 mod metrics;
