@@ -53,6 +53,15 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     pub acquire_timeout_ms: u64,
     pub embedded_dir: PathBuf,
+    /// A statement of the service that runs longer is cancelled.
+    pub statement_timeout_ms: u64,
+    /// A session of the service idle inside a transaction for longer is
+    /// ended, so a stuck task cannot hold a user's row lock.
+    pub idle_in_transaction_timeout_ms: u64,
+    /// How often the wake-up listener proves it still hears PostgreSQL: it
+    /// sends itself a NOTIFY and expects it back within this time, else it
+    /// reconnects (a dead TCP path can stay silent for hours).
+    pub listener_check_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,6 +251,10 @@ impl ServerSettings {
 impl DatabaseSettings {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    pub fn listener_check(&self) -> Duration {
+        Duration::from_millis(self.listener_check_ms)
     }
 }
 

@@ -21,9 +21,10 @@ use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
 use crate::jobs::{heartbeat, purge as retention};
+use crate::live::Hub;
+use crate::live::listener::{self, ListenerConfig};
 use crate::live::log_reader::LogReader;
 use crate::live::subscription::Subscriptions;
-use crate::live::{Hub, listener};
 use crate::settings::Settings;
 
 pub struct Application {
@@ -114,9 +115,13 @@ impl Application {
         );
         let background = vec![
             tokio::spawn(listener::run(
-                listener_pool,
+                ListenerConfig {
+                    listen_pool: listener_pool,
+                    pool: pool.clone(),
+                    instance: instance.clone(),
+                    check_every: settings.database.listener_check(),
+                },
                 Arc::clone(&hub),
-                instance.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(telemetry::run_metrics_upkeep(shutdown.clone())),

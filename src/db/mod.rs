@@ -22,7 +22,19 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The application pool. Connections are opened lazily so the service starts
 /// (and answers /readyz with 503) while the database is down.
 pub fn pool(settings: &DatabaseSettings, url: &str) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse::<PgConnectOptions>()?.application_name("herald");
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .application_name("herald")
+        .options([
+            (
+                "statement_timeout",
+                settings.statement_timeout_ms.to_string(),
+            ),
+            (
+                "idle_in_transaction_session_timeout",
+                settings.idle_in_transaction_timeout_ms.to_string(),
+            ),
+        ]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout())
@@ -43,8 +55,30 @@ pub fn listener_pool(settings: &DatabaseSettings, url: &str) -> Result<PgPool, s
         .connect_lazy_with(options))
 }
 
+/// Applies the migrations. A migration may rightly take longer than the
+/// service's statement timeout (an index on a large table), so it runs
+/// without one.
+/// A new, empty pool like `pool`. The listener takes one on every reconnect:
+/// a connection whose network path died without a reset is never handed
+/// back to its pool (dropping a listener first runs `UNLISTEN` on it, which
+/// waits as long as the dead path lasts), so a one-connection pool would
+/// stay exhausted.
+pub fn fresh_pool_like(pool: &PgPool) -> PgPool {
+    pool.options()
+        .clone()
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    MIGRATOR.run(&mut *conn).await?;
+    sqlx::query("RESET statement_timeout")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// A read-only transaction with one snapshot for all its queries, so values

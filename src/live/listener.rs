@@ -1,6 +1,12 @@
 //! LISTEN for other instances' wake-ups. Whenever the listening connection is
 //! (re)established, every local subscriber re-reads the log, because
 //! notifications sent while it was down are lost for good.
+//!
+//! A LISTEN connection only ever reads, so a network path that died without
+//! a reset (a frozen NAT entry, a dead peer) would leave it waiting for ever
+//! while other instances' wake-ups go unheard. So the listener proves it is
+//! alive: every check period it sends itself a probe through NOTIFY, from
+//! the main pool, and reconnects when the previous probe never came back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +16,27 @@ use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{Hub, wakeup};
+use crate::db;
 use crate::db::events::CHANNEL;
 use crate::domain::UserId;
 
-pub async fn run(pool: PgPool, hub: Arc<Hub>, instance: String, shutdown: CancellationToken) {
+/// What the listener needs: its own one-connection pool, the main pool (to
+/// send probes), this instance's id and how often to check.
+pub struct ListenerConfig {
+    pub listen_pool: PgPool,
+    pub pool: PgPool,
+    pub instance: String,
+    pub check_every: Duration,
+}
+
+pub async fn run(config: ListenerConfig, hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(50);
+    let mut probe = 0u64;
     loop {
+        let listen_pool = db::fresh_pool_like(&config.listen_pool);
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            c = connect(&pool) => c,
+            c = connect(&listen_pool) => c,
         };
         let mut listener = match connected {
             Ok(l) => l,
@@ -37,18 +55,43 @@ pub async fn run(pool: PgPool, hub: Arc<Hub>, instance: String, shutdown: Cancel
         tracing::info!("listening for wake-ups");
         // Anything committed while we were not listening is in the log.
         hub.wake_all();
+        let mut check = tokio::time::interval(config.check_every);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.tick().await;
+        // The probe sent and not heard back yet.
+        let mut outstanding: Option<u64> = None;
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = listener.try_recv() => r,
+                _ = check.tick() => {
+                    if outstanding.is_some() {
+                        metrics::counter!("herald_listener_stalls_total").increment(1);
+                        tracing::warn!("the wake-up listener did not hear its own probe; reconnecting");
+                        break;
+                    }
+                    probe += 1;
+                    // When the database cannot be reached the probe proves
+                    // nothing either way: the next check tries again.
+                    if send_probe(&config.pool, &config.instance, probe).await.is_ok() {
+                        outstanding = Some(probe);
+                    }
+                    continue;
+                }
             };
             match received {
-                Ok(Some(n)) => dispatch(&hub, &instance, n.payload()),
+                Ok(Some(n)) => {
+                    let heard = dispatch(&hub, &config.instance, n.payload());
+                    if heard.is_some() && heard == outstanding {
+                        outstanding = None;
+                    }
+                }
                 // Lost and already re-established: catch everyone up.
                 Ok(None) => {
                     metrics::counter!("herald_listener_connects_total").increment(1);
                     tracing::warn!("wake-up listener reconnected");
                     hub.wake_all();
+                    outstanding = None;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "wake-up listener failed");
@@ -65,10 +108,17 @@ async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-fn dispatch(hub: &Hub, instance: &str, payload: &str) {
+async fn send_probe(pool: &PgPool, instance: &str, n: u64) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    db::events::notify(&mut conn, &[wakeup::encode_probe(instance, n)]).await
+}
+
+/// Wakes and disconnects what the payload names; returns the probe it
+/// carries if this instance sent it.
+fn dispatch(hub: &Hub, instance: &str, payload: &str) -> Option<u64> {
     let Some(payload) = wakeup::decode(payload) else {
         tracing::warn!("ignoring a malformed wake-up payload");
-        return;
+        return None;
     };
     // This instance's own wake-ups too: normally its connections were woken
     // in-process with the events and this one is older news that the hub
@@ -79,14 +129,15 @@ fn dispatch(hub: &Hub, instance: &str, payload: &str) {
             hub.wake(&user, seq, None);
         }
     }
-    // An administrator's disconnect already ended this instance's
-    // connections; doing it again would end those opened since.
     if payload.instance == instance {
-        return;
+        // An administrator's disconnect already ended this instance's
+        // connections; doing it again would end those opened since.
+        return payload.probe;
     }
     for user in payload.kicks {
         if let Ok(user) = UserId::parse(&user) {
             hub.kick(&user);
         }
     }
+    None
 }

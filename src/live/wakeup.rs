@@ -21,6 +21,10 @@ pub struct Payload {
     /// (that ignore unknown fields) still understand.
     #[serde(default, rename = "k", skip_serializing_if = "Vec::is_empty")]
     pub kicks: Vec<String>,
+    /// A probe the sending instance's own listener must hear back, to prove
+    /// its LISTEN connection is alive. Other instances ignore it.
+    #[serde(default, rename = "p", skip_serializing_if = "Option::is_none")]
+    pub probe: Option<u64>,
 }
 
 /// Splits wake-ups into payloads that each fit in one NOTIFY.
@@ -35,6 +39,7 @@ pub fn encode(instance: &str, wakes: impl IntoIterator<Item = (String, i64)>) ->
                 instance: instance.to_owned(),
                 wakes,
                 kicks: Vec::new(),
+                probe: None,
             })
         })
         .collect()
@@ -53,6 +58,7 @@ pub fn encode_kicks(instance: &str, users: impl IntoIterator<Item = String>) -> 
                 instance: instance.to_owned(),
                 wakes: Vec::new(),
                 kicks,
+                probe: None,
             })
         })
         .collect()
@@ -78,6 +84,7 @@ pub fn split(instance: &str, users: &[&str]) -> Vec<i32> {
         instance: instance.to_owned(),
         wakes: Vec::new(),
         kicks: Vec::new(),
+        probe: None,
     };
     let overhead = serde_json::to_string(&empty).expect("serializes").len();
     let mut parts = Vec::with_capacity(users.len());
@@ -95,6 +102,16 @@ pub fn split(instance: &str, users: &[&str]) -> Vec<i32> {
         parts.push(part);
     }
     parts
+}
+
+/// The listener's liveness probe `n` (see [`Payload::probe`]).
+pub fn encode_probe(instance: &str, n: u64) -> String {
+    finish(Payload {
+        instance: instance.to_owned(),
+        wakes: Vec::new(),
+        kicks: Vec::new(),
+        probe: Some(n),
+    })
 }
 
 fn finish(payload: Payload) -> String {
@@ -140,6 +157,15 @@ mod tests {
             back.extend(decoded.kicks);
         }
         assert_eq!(back, users);
+    }
+
+    #[test]
+    fn probes_carry_no_wake_ups_and_decode_as_such() {
+        let p = encode_probe("inst", 7);
+        assert_eq!(p, r#"{"i":"inst","w":[],"p":7}"#);
+        let decoded = decode(&p).unwrap();
+        assert_eq!(decoded.probe, Some(7));
+        assert!(decoded.wakes.is_empty() && decoded.kicks.is_empty());
     }
 
     #[test]

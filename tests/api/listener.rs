@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, data};
+use crate::tcp_proxy::FreezableProxy;
 
 /// This instance's id, as it signs its wake-ups.
 async fn instance_id(app: &TestApp) -> String {
@@ -62,4 +63,51 @@ async fn a_commit_whose_answer_was_lost_still_reaches_this_instances_streams() {
     assert_eq!(event.event, "notification");
     assert_eq!(event.id, seq.to_string());
     assert_eq!(data(&event)["id"], id.to_string());
+}
+
+/// `url` with its host replaced by the proxy on loopback.
+fn through_proxy(url: &str, port: u16) -> String {
+    let mut url = reqwest::Url::parse(url).unwrap();
+    let others: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "host")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(port)).unwrap();
+    url.set_query(None);
+    if !others.is_empty() {
+        url.query_pairs_mut().extend_pairs(others);
+    }
+    url.to_string()
+}
+
+/// An instance whose LISTEN connection goes silent (the path is frozen: no
+/// FIN, no reset) notices within its check period, reconnects, and its
+/// streams get what other instances committed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_listener_is_noticed_and_its_streams_catch_up() {
+    let direct = crate::helpers::fresh_database().await;
+    let socket_dir = reqwest::Url::parse(&direct)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| std::path::PathBuf::from(v.into_owned()))
+        .expect("the test server listens on a Unix socket");
+    let proxy = FreezableProxy::start(socket_dir).await;
+    let a = TestApp::spawn_on(&through_proxy(&direct, proxy.port), |s| {
+        s.database.listener_check_ms = 300;
+    })
+    .await;
+    let b = TestApp::spawn_on(&direct, |_| {}).await;
+
+    let mut on_a = a.sse("lia", None, None).await;
+    let first = b.publish(&["lia"], "heard through LISTEN").await;
+    assert_eq!(data(&on_a.next().await.unwrap())["id"], first[0]["id"]);
+
+    proxy.freeze_listeners();
+    let second = b.publish(&["lia"], "sent while the path is frozen").await;
+    let event = on_a.next().await.expect("the stream is still open");
+    assert_eq!(data(&event)["id"], second[0]["id"]);
+    assert_eq!(event.id, second[0]["seq"].to_string());
 }

@@ -20,5 +20,6 @@ mod publish;
 mod retention;
 mod security;
 mod sse;
+mod tcp_proxy;
 mod wakeup;
 mod ws;

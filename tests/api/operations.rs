@@ -85,3 +85,31 @@ async fn while_the_database_is_down_requests_answer_503_and_nothing_is_half_writ
     assert_eq!(app.list("u", "").await["last_seq"], 2);
     pg.stop();
 }
+
+/// The service's sessions carry the configured statement and
+/// idle-in-transaction timeouts, so a stuck statement or a forgotten
+/// transaction cannot hold a user's row lock for ever.
+#[tokio::test]
+async fn the_service_pool_bounds_statements_and_idle_transactions() {
+    let app = TestApp::spawn_with(|s| {
+        s.database.statement_timeout_ms = 1234;
+        s.database.idle_in_transaction_timeout_ms = 5678;
+    })
+    .await;
+    let pool = &app.handle.state().pool;
+    let statement: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!((statement.as_str(), idle.as_str()), ("1234ms", "5678ms"));
+    let timed_out = sqlx::query("SELECT pg_sleep(2)").execute(pool).await;
+    let code = timed_out
+        .unwrap_err()
+        .as_database_error()
+        .and_then(|e| e.code().map(|c| c.into_owned()));
+    assert_eq!(code.as_deref(), Some("57014"), "query_canceled");
+}
