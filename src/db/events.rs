@@ -75,23 +75,23 @@ pub async fn read_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<Event>, sqlx::Error> {
-    let mut logs = read_after_many(conn, &[(user.as_str(), after)], limit).await?;
+    let mut logs = read_after_many(conn, &[(user.as_str(), after, limit)]).await?;
     Ok(logs.pop().unwrap_or_default())
 }
 
 /// [`read_after`] for many readers at once, in one statement: for each
-/// (user, after), up to `limit` events, in seq order. The answer has one
-/// list per reader, in the readers' order.
+/// (user, after, limit), up to `limit` events, in seq order. The answer has
+/// one list per reader, in the readers' order.
 pub async fn read_after_many(
     conn: &mut PgConnection,
-    readers: &[(&str, i64)],
-    limit: i64,
+    readers: &[(&str, i64, i64)],
 ) -> Result<Vec<Vec<Event>>, sqlx::Error> {
-    let users: Vec<&str> = readers.iter().map(|(u, _)| *u).collect();
-    let afters: Vec<i64> = readers.iter().map(|(_, a)| *a).collect();
+    let users: Vec<&str> = readers.iter().map(|(u, _, _)| *u).collect();
+    let afters: Vec<i64> = readers.iter().map(|(_, a, _)| *a).collect();
+    let limits: Vec<i64> = readers.iter().map(|(_, _, l)| *l).collect();
     let rows: Vec<ReaderRow> = sqlx::query_as(
         "SELECT r.reader, log.*
-         FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS r(user_id, after, reader)
+         FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS r(user_id, after, lim, reader)
          CROSS JOIN LATERAL (
              SELECT seq, kind, event_data, id, title, body, category, data, created_at, read_at, expires_at
              FROM (
@@ -106,13 +106,13 @@ pub async fn read_after_many(
                  WHERE e.user_id = r.user_id AND e.seq > r.after
              ) AS one
              ORDER BY seq
-             LIMIT $3
+             LIMIT r.lim
          ) AS log
          ORDER BY r.reader, log.seq",
     )
     .bind(&users)
     .bind(&afters)
-    .bind(limit)
+    .bind(&limits)
     .fetch_all(conn)
     .await?;
     let mut logs: Vec<Vec<Event>> = (0..readers.len()).map(|_| Vec::new()).collect();

@@ -40,13 +40,13 @@ impl Wake {
 
 struct Entry {
     tx: Arc<watch::Sender<Wake>>,
+    /// Live connections and waiting polls of the user.
     streams: usize,
-    watchers: usize,
     kick: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("user already has {0} open streams")]
+#[error("this user already has {0} open streams and waiting polls")]
 pub struct TooManyStreams(pub usize);
 
 pub struct Hub {
@@ -65,12 +65,11 @@ pub struct Watch {
     pub rx: watch::Receiver<Wake>,
     /// Cancelled when an admin disconnects the user.
     pub kicked: CancellationToken,
-    is_stream: bool,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.hub.release(&self.user, self.is_stream);
+        self.hub.release(&self.user);
     }
 }
 
@@ -84,59 +83,41 @@ impl Hub {
         })
     }
 
-    /// Subscribes a long-lived stream; at most `max_streams_per_user` per user.
+    /// Subscribes a live connection or a waiting long-poll: at most
+    /// `max_streams_per_user` of them per user, so one user cannot hold
+    /// an unbounded share of this process.
     pub fn watch_stream(self: &Arc<Self>, user: &UserId) -> Result<Watch, TooManyStreams> {
-        self.watch(user, true)
-    }
-
-    /// Subscribes a waiting poll (not counted against the stream cap).
-    pub fn watch_poll(self: &Arc<Self>, user: &UserId) -> Watch {
-        self.watch(user, false).expect("polls are not capped")
-    }
-
-    fn watch(self: &Arc<Self>, user: &UserId, is_stream: bool) -> Result<Watch, TooManyStreams> {
         let mut entry = self.users.entry(user.clone()).or_insert_with(|| Entry {
             tx: Arc::new(watch::Sender::new(Wake::default())),
             streams: 0,
-            watchers: 0,
             kick: CancellationToken::new(),
         });
-        if is_stream {
-            if entry.streams >= self.max_streams_per_user {
-                let max = self.max_streams_per_user;
-                drop(entry);
-                self.remove_if_unused(user);
-                return Err(TooManyStreams(max));
-            }
-            entry.streams += 1;
-            self.streams.fetch_add(1, Ordering::Relaxed);
-        } else {
-            entry.watchers += 1;
+        if entry.streams >= self.max_streams_per_user {
+            let max = self.max_streams_per_user;
+            drop(entry);
+            self.remove_if_unused(user);
+            return Err(TooManyStreams(max));
         }
+        entry.streams += 1;
+        self.streams.fetch_add(1, Ordering::Relaxed);
         Ok(Watch {
             hub: Arc::clone(self),
             user: user.clone(),
             rx: entry.tx.subscribe(),
             kicked: entry.kick.clone(),
-            is_stream,
         })
     }
 
-    fn release(&self, user: &UserId, is_stream: bool) {
+    fn release(&self, user: &UserId) {
         if let Some(mut entry) = self.users.get_mut(user) {
-            if is_stream {
-                entry.streams -= 1;
-                self.streams.fetch_sub(1, Ordering::Relaxed);
-            } else {
-                entry.watchers -= 1;
-            }
+            entry.streams -= 1;
+            self.streams.fetch_sub(1, Ordering::Relaxed);
         }
         self.remove_if_unused(user);
     }
 
     fn remove_if_unused(&self, user: &UserId) {
-        self.users
-            .remove_if(user, |_, e| e.streams == 0 && e.watchers == 0);
+        self.users.remove_if(user, |_, e| e.streams == 0);
     }
 
     /// Whether anyone in this process listens for `user`.
@@ -182,7 +163,7 @@ impl Hub {
         }
     }
 
-    /// Open streams in this process.
+    /// Live connections and waiting polls in this process.
     pub fn stream_count(&self) -> usize {
         self.streams.load(Ordering::Relaxed)
     }

@@ -1,8 +1,9 @@
 //! The reads a live connection makes — where to start, then the events it
-//! missed — shared between connections: concurrent ones go to the database
-//! together (see [`crate::live::coalesce`]). A replay storm of thousands of
-//! reconnecting clients then costs tens of queries instead of thousands, and
-//! so does a wake-up from another instance that reaches many streams at once.
+//! missed — and the reads of long-polls, shared between connections:
+//! concurrent ones go to the database together (see [`crate::live::coalesce`]).
+//! A replay storm of thousands of reconnecting clients then costs tens of
+//! queries instead of thousands, and so does a wake-up from another instance
+//! that reaches many streams or waiting polls at once.
 
 use sqlx::PgPool;
 
@@ -15,22 +16,31 @@ use crate::live::coalesce::{BatchFailed, Batcher};
 /// Concurrent batches of each kind: enough to keep reads flowing while one
 /// batch waits on the database, few enough to leave the pool to publishers.
 const WORKERS: usize = 4;
+/// Long-polls are fewer and cheaper to delay than replays.
+const POLL_WORKERS: usize = 2;
 /// Most requests answered by one query.
 const MAX_BATCH: usize = 500;
 
+/// A long-poll's read: up to `limit` events after `after`.
+struct PollRead {
+    user: UserId,
+    after: i64,
+    limit: i64,
+}
+
 #[derive(Clone)]
 pub struct LogReader {
-    pool: PgPool,
     positions: Batcher<UserId, Positions>,
     reads: Batcher<(UserId, i64), Vec<Event>>,
+    polls: Batcher<PollRead, (Vec<Event>, i64)>,
 }
 
 impl LogReader {
     /// `page`: the most events one read returns for one connection.
     pub fn start(pool: PgPool, page: i64) -> Self {
-        let positions = {
+        let positions = Batcher::start(WORKERS, MAX_BATCH, {
             let pool = pool.clone();
-            Batcher::start(WORKERS, MAX_BATCH, move |users: Vec<UserId>| {
+            move |users: Vec<UserId>| {
                 let pool = pool.clone();
                 async move {
                     let mut conn = pool.acquire().await?;
@@ -55,24 +65,47 @@ impl LogReader {
                         })
                         .collect())
                 }
-            })
-        };
+            }
+        });
         let reads = Batcher::start(WORKERS, MAX_BATCH, {
             let pool = pool.clone();
             move |readers: Vec<(UserId, i64)>| {
                 let pool = pool.clone();
                 async move {
                     let mut conn = pool.acquire().await?;
-                    let readers: Vec<(&str, i64)> =
-                        readers.iter().map(|(u, a)| (u.as_str(), *a)).collect();
-                    db::events::read_after_many(&mut conn, &readers, page).await
+                    let readers: Vec<(&str, i64, i64)> = readers
+                        .iter()
+                        .map(|(u, a)| (u.as_str(), *a, page))
+                        .collect();
+                    db::events::read_after_many(&mut conn, &readers).await
                 }
             }
         });
+        let polls = Batcher::start(POLL_WORKERS, MAX_BATCH, move |reads: Vec<PollRead>| {
+            let pool = pool.clone();
+            async move {
+                // One snapshot for the events and the seqs: a poll answered
+                // with no events must be able to trust its `last_seq`.
+                let mut tx = db::snapshot(&pool).await?;
+                let readers: Vec<(&str, i64, i64)> = reads
+                    .iter()
+                    .map(|r| (r.user.as_str(), r.after, r.limit))
+                    .collect();
+                let events = db::events::read_after_many(&mut tx, &readers).await?;
+                let users: Vec<&str> = reads.iter().map(|r| r.user.as_str()).collect();
+                let positions = db::users::positions_many(&mut tx, &users).await?;
+                tx.commit().await?;
+                Ok(events
+                    .into_iter()
+                    .zip(positions)
+                    .map(|(events, p)| (events, p.map_or(0, |p| p.last_seq)))
+                    .collect())
+            }
+        });
         Self {
-            pool,
             positions,
             reads,
+            polls,
         }
     }
 
@@ -96,15 +129,12 @@ impl LogReader {
         after: i64,
         limit: i64,
     ) -> Result<(Vec<Event>, i64), BatchFailed> {
-        let read = async {
-            let mut tx = db::snapshot(&self.pool).await?;
-            let events = db::events::read_after(&mut tx, user, after, limit).await?;
-            let last_seq = db::users::positions(&mut tx, user)
-                .await?
-                .map_or(0, |p| p.last_seq);
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>((events, last_seq))
-        };
-        read.await.map_err(|e| BatchFailed::from(&e))
+        self.polls
+            .call(PollRead {
+                user: user.clone(),
+                after,
+                limit,
+            })
+            .await
     }
 }

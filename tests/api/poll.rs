@@ -174,3 +174,65 @@ async fn switching_transports_mid_stream_loses_and_repeats_nothing() {
     assert_eq!(seen, (1..=9).collect::<Vec<_>>());
     assert_eq!(answer["last_seq"], 9);
 }
+
+/// One user holding thousands of long-polls: beyond the per-user cap they
+/// are refused at once with 429, the ones held cost no database connection,
+/// and other users' publishes and streams go on as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_polls_from_one_user_are_capped_and_leave_other_users_unaffected() {
+    const POLLS: usize = 2000;
+    let app = TestApp::spawn().await;
+    let cap = app.settings.stream.max_streams_per_user;
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let token = app.token("hog", None);
+    let mut held = Vec::new();
+    for _ in 0..POLLS {
+        let (http, url, token, refused) = (
+            app.http.clone(),
+            app.url("/v1/me/events?after=0&wait=30"),
+            token.clone(),
+            refused.clone(),
+        );
+        held.push(tokio::spawn(async move {
+            let r = http.get(url).bearer_auth(token).send().await.unwrap();
+            if r.status() == 429 {
+                assert_eq!(r.headers()["content-type"], "application/problem+json");
+                assert!(r.headers().contains_key("retry-after"));
+                refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return None;
+            }
+            assert_eq!(r.status(), 200);
+            Some(r.json::<Value>().await.unwrap())
+        }));
+    }
+    let state = app.handle.state();
+    wait_for(|| async {
+        refused.load(std::sync::atomic::Ordering::SeqCst) == POLLS - cap
+            && state.hub.stats.connections(Transport::Poll) == cap as i64
+    })
+    .await;
+
+    // Everyone else: publishes answer, a stream gets its events.
+    let mut bystander = app.sse("bystander", None, None).await;
+    for i in 0..20 {
+        let items = app
+            .publish(&["bystander", &format!("other-{i}")], &format!("n{i}"))
+            .await;
+        let event = bystander.next().await.unwrap();
+        assert_eq!(crate::helpers::data(&event)["id"], items[0]["id"]);
+    }
+    assert!(state.pool.size() <= app.settings.database.max_connections);
+
+    // The held polls are still there, and a publish to their user answers
+    // every one of them.
+    assert_eq!(state.hub.stats.connections(Transport::Poll), cap as i64);
+    app.publish(&["hog"], "at last").await;
+    let mut answered = 0;
+    for poll in held {
+        if let Some(answer) = poll.await.unwrap() {
+            assert_eq!(seqs(&answer), [1]);
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, cap);
+}

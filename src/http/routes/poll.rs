@@ -12,7 +12,7 @@ use crate::http::auth::StreamUser;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::live::connection_stats::Transport;
-use crate::live::subscription::Start;
+use crate::live::subscription::{Start, SubscribeError};
 
 #[derive(Deserialize)]
 pub struct PollQuery {
@@ -46,9 +46,14 @@ pub async fn events(
             "limit must be between 1 and 500".into(),
         ));
     }
+    // Subscribe before the first read, as streams do. A waiting poll takes
+    // one of the user's stream places: a client that opens thousands of
+    // them gets 429, not a share of the database pool.
+    let mut watch = state
+        .hub
+        .watch_stream(&principal.user)
+        .map_err(|e| SubscribeError::TooManyStreams(e.to_string()))?;
     let _counted = state.hub.stats.connection(Transport::Poll);
-    // Subscribe before the first read, as streams do.
-    let mut watch = state.hub.watch_poll(&principal.user);
     let resume = ResumePoint::parse(query.after.as_deref());
     // The database steps are boxed: inlined, the handler's future (which
     // lives as long as the poll waits) kept room for their state too.
