@@ -78,9 +78,15 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct StreamSettings {
     pub max_streams_per_user: usize,
+    /// Events queued for one connection, at most…
     pub buffer: usize,
+    /// …and at most about this many bytes of them (always at least one).
+    pub buffer_bytes: usize,
     pub slow_client_timeout_ms: u64,
+    /// Events one read of the log returns for one connection, at most…
     pub replay_page: i64,
+    /// …and at most about this many bytes of them (always at least one).
+    pub replay_page_bytes: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

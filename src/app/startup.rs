@@ -139,7 +139,11 @@ impl Application {
             broadcasts,
         ];
         let _ = telemetry::metrics_handle();
-        let log = LogReader::start(pool.clone(), settings.stream.replay_page);
+        let log = LogReader::start(
+            pool.clone(),
+            settings.stream.replay_page,
+            settings.stream.replay_page_bytes,
+        );
         let live = Subscriptions::new(
             Arc::clone(&hub),
             log,

@@ -58,34 +58,38 @@ impl LogRow {
     }
 }
 
-/// A log row tagged with the position of the reader it answers.
+/// A log row tagged with the position of the reader it answers, and the
+/// bytes of its reader's page up to and including it.
 #[derive(sqlx::FromRow)]
 struct ReaderRow {
     reader: i64,
+    running: i64,
     #[sqlx(flatten)]
     row: LogRow,
 }
 
-/// Up to `limit` events of `user` with seq > `after`, in seq order. Expired
-/// notifications are left out; deleted ones are gone (their `deleted` event
-/// remains).
-pub async fn read_after(
-    conn: &mut PgConnection,
-    user: &UserId,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<Event>, sqlx::Error> {
-    let mut logs = read_after_many(conn, &[(user.as_str(), after, limit)]).await?;
-    Ok(logs.pop().unwrap_or_default())
+/// One reader's part of a log read.
+#[derive(Debug, Default)]
+pub struct LogPage {
+    pub events: Vec<Event>,
+    /// The read stopped at its row or byte limit: more may follow.
+    pub more: bool,
 }
 
-/// [`read_after`] for many readers at once, in one statement: for each
-/// (user, after, limit), up to `limit` events, in seq order. The answer has
-/// one list per reader, in the readers' order.
+/// For each reader `(user, after, limit)`, in one statement: the user's
+/// events with seq > `after`, in seq order, at most `limit` of them and no
+/// more than about `max_bytes` (a page always has at least one event if
+/// there is one). Expired notifications are left out; deleted ones are gone
+/// (their `deleted` event remains). The answer has one page per reader, in
+/// the readers' order.
+///
+/// The byte bound is what keeps replay memory in proportion: a page of
+/// maximal notifications is 20 KiB an event, so rows alone do not bound it.
 pub async fn read_after_many(
     conn: &mut PgConnection,
     readers: &[(&str, i64, i64)],
-) -> Result<Vec<Vec<Event>>, sqlx::Error> {
+    max_bytes: i64,
+) -> Result<Vec<LogPage>, sqlx::Error> {
     let users: Vec<&str> = readers.iter().map(|(u, _, _)| *u).collect();
     let afters: Vec<i64> = readers.iter().map(|(_, a, _)| *a).collect();
     let limits: Vec<i64> = readers.iter().map(|(_, _, l)| *l).collect();
@@ -93,36 +97,51 @@ pub async fn read_after_many(
         "SELECT r.reader, log.*
          FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS r(user_id, after, lim, reader)
          CROSS JOIN LATERAL (
-             SELECT seq, kind, event_data, id, title, body, category, data, created_at, read_at, expires_at
+             SELECT page.*, sum(page.size) OVER (ORDER BY page.seq) AS running
              FROM (
-                 SELECT n.seq, 'notification' AS kind, NULL::text AS event_data, n.id, n.title, n.body,
-                        n.category, n.data, n.created_at, n.read_at, n.expires_at
-                 FROM notifications n
-                 WHERE n.user_id = r.user_id AND n.seq > r.after
-                   AND (n.expires_at IS NULL OR n.expires_at > now())
-                 UNION ALL
-                 SELECT e.seq, e.kind, e.data::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-                 FROM events e
-                 WHERE e.user_id = r.user_id AND e.seq > r.after
-             ) AS one
-             ORDER BY seq
-             LIMIT r.lim
+                 SELECT * FROM (
+                     SELECT n.seq, 'notification' AS kind, NULL::text AS event_data, n.id, n.title, n.body,
+                            n.category, n.data, n.created_at, n.read_at, n.expires_at,
+                            256 + octet_length(n.title) + coalesce(octet_length(n.body), 0)
+                                + coalesce(octet_length(n.category), 0)
+                                + coalesce(octet_length(n.data::text), 0) AS size
+                     FROM notifications n
+                     WHERE n.user_id = r.user_id AND n.seq > r.after
+                       AND (n.expires_at IS NULL OR n.expires_at > now())
+                     UNION ALL
+                     SELECT e.seq, e.kind, e.data::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                            64 + octet_length(e.data::text)
+                     FROM events e
+                     WHERE e.user_id = r.user_id AND e.seq > r.after
+                 ) AS one
+                 ORDER BY seq
+                 LIMIT r.lim
+             ) AS page
          ) AS log
+         WHERE log.running - log.size < $4
          ORDER BY r.reader, log.seq",
     )
     .bind(&users)
     .bind(&afters)
     .bind(&limits)
+    .bind(max_bytes)
     .fetch_all(conn)
     .await?;
-    let mut logs: Vec<Vec<Event>> = (0..readers.len()).map(|_| Vec::new()).collect();
-    for ReaderRow { reader, row } in rows {
+    let mut pages: Vec<LogPage> = (0..readers.len()).map(|_| LogPage::default()).collect();
+    for ReaderRow {
+        reader,
+        running,
+        row,
+    } in rows
+    {
         // WITH ORDINALITY counts from 1.
-        if let Some(log) = logs.get_mut(reader as usize - 1) {
-            log.push(row.into_event());
+        let i = reader as usize - 1;
+        if let Some(page) = pages.get_mut(i) {
+            page.events.push(row.into_event());
+            page.more = page.events.len() as i64 >= readers[i].2 || running >= max_bytes;
         }
     }
-    Ok(logs)
+    Ok(pages)
 }
 
 /// Appends a state-change event (not a notification: those are rows of

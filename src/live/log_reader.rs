@@ -5,9 +5,13 @@
 //! queries instead of thousands, and so does a wake-up from another instance
 //! that reaches many streams or waiting polls at once.
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 
 use crate::db;
+use crate::db::events::LogPage;
 use crate::db::users::Positions;
 use crate::domain::UserId;
 use crate::domain::event::Event;
@@ -20,6 +24,10 @@ const WORKERS: usize = 4;
 const POLL_WORKERS: usize = 2;
 /// Most requests answered by one query.
 const MAX_BATCH: usize = 500;
+/// Bytes of log pages being read or handed over at once, across every
+/// connection and poll: with each page bounded by bytes too, a replay storm
+/// of maximal notifications holds this much, not a page per connection.
+const MAX_IN_FLIGHT_BYTES: i64 = 32 << 20;
 
 /// A long-poll's read: up to `limit` events after `after`.
 struct PollRead {
@@ -31,13 +39,16 @@ struct PollRead {
 #[derive(Clone)]
 pub struct LogReader {
     positions: Batcher<UserId, Positions>,
-    reads: Batcher<(UserId, i64), Vec<Event>>,
+    reads: Batcher<(UserId, i64), LogPage>,
     polls: Batcher<PollRead, (Vec<Event>, i64)>,
+    /// One permit per page that may be in flight.
+    in_flight: Arc<Semaphore>,
 }
 
 impl LogReader {
-    /// `page`: the most events one read returns for one connection.
-    pub fn start(pool: PgPool, page: i64) -> Self {
+    /// `page` and `page_bytes`: the most events, and about the most bytes,
+    /// one read returns for one connection.
+    pub fn start(pool: PgPool, page: i64, page_bytes: i64) -> Self {
         let positions = Batcher::start(WORKERS, MAX_BATCH, {
             let pool = pool.clone();
             move |users: Vec<UserId>| {
@@ -77,7 +88,7 @@ impl LogReader {
                         .iter()
                         .map(|(u, a)| (u.as_str(), *a, page))
                         .collect();
-                    db::events::read_after_many(&mut conn, &readers).await
+                    db::events::read_after_many(&mut conn, &readers, page_bytes).await
                 }
             }
         });
@@ -91,21 +102,23 @@ impl LogReader {
                     .iter()
                     .map(|r| (r.user.as_str(), r.after, r.limit))
                     .collect();
-                let events = db::events::read_after_many(&mut tx, &readers).await?;
+                let pages = db::events::read_after_many(&mut tx, &readers, page_bytes).await?;
                 let users: Vec<&str> = reads.iter().map(|r| r.user.as_str()).collect();
                 let positions = db::users::positions_many(&mut tx, &users).await?;
                 tx.commit().await?;
-                Ok(events
+                Ok(pages
                     .into_iter()
                     .zip(positions)
-                    .map(|(events, p)| (events, p.map_or(0, |p| p.last_seq)))
+                    .map(|(page, p)| (page.events, p.map_or(0, |p| p.last_seq)))
                     .collect())
             }
         });
+        let pages_in_flight = (MAX_IN_FLIGHT_BYTES / page_bytes.max(1)).max(1) as usize;
         Self {
             positions,
             reads,
             polls,
+            in_flight: Arc::new(Semaphore::new(pages_in_flight)),
         }
     }
 
@@ -116,7 +129,8 @@ impl LogReader {
     }
 
     /// Up to a page of `user`'s events after `after`, in seq order.
-    pub async fn read_after(&self, user: &UserId, after: i64) -> Result<Vec<Event>, BatchFailed> {
+    pub async fn read_after(&self, user: &UserId, after: i64) -> Result<LogPage, BatchFailed> {
+        let _page = self.in_flight.acquire().await.expect("never closed");
         self.reads.call((user.clone(), after)).await
     }
 
@@ -129,6 +143,7 @@ impl LogReader {
         after: i64,
         limit: i64,
     ) -> Result<(Vec<Event>, i64), BatchFailed> {
+        let _page = self.in_flight.acquire().await.expect("never closed");
         self.polls
             .call(PollRead {
                 user: user.clone(),

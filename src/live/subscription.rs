@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::event::Event;
@@ -31,9 +31,36 @@ pub enum Frame {
     /// 32 frames' worth of memory (1.5 KiB with the event inline, 0.5 boxed).
     /// A `reset` (see [`Event::reset`]) is an event too: every transport
     /// writes it like any other.
-    Event(Box<Event>),
+    Event(Box<Queued>),
     /// The last frame: why the server ends the connection.
     Closing(End),
+}
+
+/// An event on its way to the client. It holds its share of the
+/// connection's byte budget (`stream.buffer_bytes`) until the transport has
+/// written it and dropped it, so a slow client's queue is bounded in bytes,
+/// not only in events.
+#[derive(Debug)]
+pub struct Queued {
+    pub event: Event,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Queued {
+    fn unbudgeted(event: Event) -> Box<Self> {
+        Box::new(Self {
+            event,
+            _bytes: None,
+        })
+    }
+}
+
+impl std::ops::Deref for Queued {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +187,7 @@ impl Subscriptions {
         let counted = self.hub.stats.connection(transport);
         let (tx, rx) = mpsc::channel(self.settings.buffer);
         if let Some(last_seq) = reset {
-            tx.try_send(Frame::Event(Box::new(Event::reset(last_seq))))
+            tx.try_send(Frame::Event(Queued::unbudgeted(Event::reset(last_seq))))
                 .expect("a new queue has room");
         }
         let pump = Pump {
@@ -172,6 +199,7 @@ impl Subscriptions {
             // cursor at the user's seq there is nothing to read yet.
             need_read: cursor < last_seq,
             tx,
+            bytes: None,
             expires_at,
             transport,
             sent: 0,
@@ -188,6 +216,9 @@ struct Pump {
     cursor: i64,
     need_read: bool,
     tx: mpsc::Sender<Frame>,
+    /// The byte budget of the queue, made at the first event: an idle
+    /// connection does not pay for it.
+    bytes: Option<Arc<Semaphore>>,
     expires_at: i64,
     transport: Transport,
     sent: u64,
@@ -291,22 +322,20 @@ impl Pump {
     /// Sends everything in the log after the cursor, a page at a time.
     /// `Ok(false)` when the database failed.
     async fn catch_up(&mut self) -> Result<bool, Stop> {
-        let page = self.live.settings.replay_page;
         loop {
             let read = self.live.log.read_after(&self.watch.user, self.cursor);
-            let events = match read.await {
-                Ok(events) => events,
+            let page = match read.await {
+                Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the log for a live connection failed");
                     return Ok(false);
                 }
             };
-            let full = events.len() as i64 == page;
-            metrics::counter!("herald_replayed_events_total").increment(events.len() as u64);
-            for event in events {
+            metrics::counter!("herald_replayed_events_total").increment(page.events.len() as u64);
+            for event in page.events {
                 self.send_event(event).await?;
             }
-            if !full {
+            if !page.more {
                 return Ok(true);
             }
         }
@@ -319,12 +348,28 @@ impl Pump {
         let seq = event.seq;
         let published_at = event.published_at;
         let timeout = self.live.settings.slow_client_timeout();
-        match self
-            .tx
-            .send_timeout(Frame::Event(Box::new(event)), timeout)
-            .await
-        {
-            Ok(()) => {
+        let capacity = self.live.settings.buffer_bytes.clamp(1, u32::MAX as usize);
+        let bytes = Arc::clone(
+            self.bytes
+                .get_or_insert_with(|| Arc::new(Semaphore::new(capacity))),
+        );
+        // An event larger than the whole budget waits for an empty queue.
+        let cost = event.data.len().clamp(1, capacity) as u32;
+        let tx = &self.tx;
+        let queued = tokio::time::timeout(timeout, async move {
+            let permit = bytes
+                .acquire_many_owned(cost)
+                .await
+                .expect("the semaphore is never closed");
+            let frame = Frame::Event(Box::new(Queued {
+                event,
+                _bytes: Some(permit),
+            }));
+            tx.send(frame).await.map_err(|_| Stop(End::ClientGone))
+        })
+        .await;
+        match queued {
+            Ok(Ok(())) => {
                 self.cursor = seq;
                 self.sent += 1;
                 self.live.hub.stats.delivered(self.transport);
@@ -334,8 +379,8 @@ impl Pump {
                 }
                 Ok(())
             }
-            Err(SendTimeoutError::Timeout(_)) => Err(Stop(End::SlowClient)),
-            Err(SendTimeoutError::Closed(_)) => Err(Stop(End::ClientGone)),
+            Ok(Err(stop)) => Err(stop),
+            Err(_elapsed) => Err(Stop(End::SlowClient)),
         }
     }
 }

@@ -17,6 +17,7 @@ mod openapi;
 mod operations;
 mod poll;
 mod publish;
+mod replay_bytes;
 mod retention;
 mod security;
 mod sse;
