@@ -185,15 +185,20 @@ async fn thousands_of_polls_from_one_user_are_capped_and_leave_other_users_unaff
     let cap = app.settings.stream.max_streams_per_user;
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let token = app.token("hog", None);
+    // At most this many requests on the wire at once (refused ones return
+    // their connection for the next), so the client's sockets stay few.
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
     let mut held = Vec::new();
     for _ in 0..POLLS {
-        let (http, url, token, refused) = (
+        let (http, url, token, refused, in_flight) = (
             app.http.clone(),
             app.url("/v1/me/events?after=0&wait=30"),
             token.clone(),
             refused.clone(),
+            in_flight.clone(),
         );
         held.push(tokio::spawn(async move {
+            let _slot = in_flight.acquire_owned().await.unwrap();
             let r = http.get(url).bearer_auth(token).send().await.unwrap();
             if r.status() == 429 {
                 assert_eq!(r.headers()["content-type"], "application/problem+json");
