@@ -205,7 +205,7 @@ impl Env {
             Settings::load_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))?;
         settings.server.listen = "127.0.0.1:0".into();
         if std::env::var_os("RUST_LOG").is_some() {
-            herald::http::telemetry::init_logging(&settings.log, std::io::stderr);
+            herald::app::logging::init_logging(&settings.log, std::io::stderr);
         }
         let signer = Signer::from_settings(&settings.auth)?;
         let (handle, port) = runtime.block_on(async {

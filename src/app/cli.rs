@@ -3,10 +3,10 @@
 use clap::{Parser, Subcommand};
 
 use crate::app::embedded_pg::{EmbeddedPostgres, Options};
+use crate::app::logging;
 use crate::app::startup::Application;
 use crate::db;
 use crate::http::auth::Signer;
-use crate::http::telemetry;
 use crate::settings::Settings;
 
 #[derive(Parser)]
@@ -52,7 +52,7 @@ pub fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Migrate => {
-            telemetry::init_logging(&settings.log, std::io::stderr);
+            logging::init_logging(&settings.log, std::io::stderr);
             let database = settings.database.clone();
             with_database(&settings, |url| async move {
                 let pool = db::pool(&database, &url)?;
@@ -62,7 +62,7 @@ pub fn main() -> anyhow::Result<()> {
             })
         }
         Cmd::Serve => {
-            telemetry::init_logging(&settings.log, std::io::stdout);
+            logging::init_logging(&settings.log, std::io::stdout);
             with_database(&settings.clone(), |url| serve(settings, url))
         }
     }

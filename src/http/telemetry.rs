@@ -1,4 +1,4 @@
-//! Logs and metrics.
+//! Request logs and metrics.
 //!
 //! Request spans record the path but never the query string: `access_token`
 //! travels there, and no token may reach a log line.
@@ -12,32 +12,8 @@ use actix_web::{Error, HttpMessage};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 
 use crate::http::state::AppState;
-use crate::settings::LogSettings;
-
-/// Installs the global subscriber; `RUST_LOG` overrides the configured level.
-pub fn init_logging<W>(settings: &LogSettings, writer: W)
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
-{
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = if settings.format == "json" {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-}
 
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics_handle() -> &'static PrometheusHandle {

@@ -474,6 +474,6 @@ fn init_test_logging() {
     ONCE.call_once(|| {
         let mut settings = test_settings().log;
         settings.format = "json".into();
-        herald::http::telemetry::init_logging(&settings, || CaptureWriter);
+        herald::app::logging::init_logging(&settings, || CaptureWriter);
     });
 }
