@@ -28,7 +28,6 @@ use futures_util::{StreamExt, TryStreamExt};
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::app::startup::{AppHandle, Application};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,8 +200,7 @@ impl Env {
             fsync: true,
             max_connections: 300,
         })?;
-        let mut settings =
-            Settings::load_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))?;
+        let mut settings = common::server::settings()?;
         settings.server.listen = "127.0.0.1:0".into();
         if std::env::var_os("RUST_LOG").is_some() {
             herald::app::logging::init_logging(&settings.log, std::io::stderr);

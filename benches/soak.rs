@@ -31,7 +31,7 @@
 mod common;
 
 use common::args::Words;
-use common::server::{Server, config_dir, ensure_open_files, proc_sample, server_warnings};
+use common::server::{Server, ensure_open_files, proc_sample, server_warnings};
 use common::{Percentiles, ms};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -45,7 +45,6 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -695,7 +694,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         .timeout(Duration::from_secs(30))
         .build()?;
     server.ready(&http).await?;
-    let settings = Settings::load_from(&config_dir())?;
+    let settings = common::server::settings()?;
     let signer = Signer::from_settings(&settings.auth)?;
     let ttl = (config.load_secs() as i64) + 3600;
     let users: Vec<String> = (0..config.users)

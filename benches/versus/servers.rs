@@ -8,11 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::common::server::{Server, config_dir, cpu_ticks, pss_kib};
+use crate::common::server::{Server, cpu_ticks, pss_kib};
 
 /// The nginx config checked in next to this harness.
 const NCHAN_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/nchan/nginx.conf");
@@ -152,7 +151,7 @@ impl Target {
         })?;
         pg.create_database("herald").await?;
         let url = pg.url("herald");
-        let settings = Settings::load_from(&config_dir())?;
+        let settings = crate::common::server::settings()?;
         let signer = Signer::from_settings(&settings.auth)?;
         let mut servers = Vec::with_capacity(instances);
         // The first applies the migrations; the others find them applied.

@@ -3,7 +3,7 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::settings::LogSettings;
+use crate::settings::{LogFormat, LogSettings};
 
 /// Installs the global subscriber; `RUST_LOG` overrides the configured level.
 pub fn init_logging<W>(settings: &LogSettings, writer: W)
@@ -15,7 +15,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    let _ = if settings.format == "json" {
+    let _ = if settings.format == LogFormat::Json {
         builder
             .json()
             .flatten_event(true)

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::UserId;
 use crate::http::error::ApiError;
-use crate::settings::AuthSettings;
+use crate::settings::{AuthSettings, JwtAlgorithm};
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -73,12 +73,11 @@ impl Principal {
     }
 }
 
-fn parse_algorithm(name: &str) -> anyhow::Result<Algorithm> {
-    match name {
-        "HS256" => Ok(Algorithm::HS256),
-        "RS256" => Ok(Algorithm::RS256),
-        "ES256" => Ok(Algorithm::ES256),
-        other => anyhow::bail!("unsupported auth.algorithm {other:?} (HS256, RS256 or ES256)"),
+fn algorithm(configured: JwtAlgorithm) -> Algorithm {
+    match configured {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
     }
 }
 
@@ -89,7 +88,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Self> {
-        let algorithm = parse_algorithm(&s.algorithm)?;
+        let algorithm = algorithm(s.algorithm);
         let key = match algorithm {
             Algorithm::HS256 => DecodingKey::from_secret(s.secret.expose_secret().as_bytes()),
             Algorithm::RS256 => DecodingKey::from_rsa_pem(&std::fs::read(&s.public_key_file)?)?,
@@ -182,12 +181,12 @@ pub struct Signer {
 
 impl Signer {
     pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Self> {
-        let algorithm = parse_algorithm(&s.algorithm)?;
+        let algorithm = algorithm(s.algorithm);
         let key = match algorithm {
             Algorithm::HS256 => EncodingKey::from_secret(s.secret.expose_secret().as_bytes()),
             _ if s.private_key_file.is_empty() => {
                 anyhow::bail!(
-                    "auth.private_key_file is needed to sign {} tokens",
+                    "auth.private_key_file is needed to sign {:?} tokens",
                     s.algorithm
                 )
             }

@@ -83,7 +83,7 @@ async fn bad_signature_none_and_other_algorithms_are_refused() {
     assert_problem(list_with(&app, &other_key).await, 401, "signature").await;
 
     // Same secret, but HS384: the algorithm is pinned by configuration.
-    let secret = b"herald-development-secret-change-me";
+    let secret = crate::helpers::TEST_SECRET.as_bytes();
     let hs384 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS384),
         &c,
@@ -264,7 +264,7 @@ async fn es256_with_a_public_key_and_no_algorithm_confusion() {
     let (private, public) = key_pair("ec");
     let public_pem = std::fs::read(&public).unwrap();
     let app = TestApp::spawn_with(|s| {
-        s.auth.algorithm = "ES256".into();
+        s.auth.algorithm = herald::settings::JwtAlgorithm::ES256;
         s.auth.public_key_file = public.clone();
         s.auth.private_key_file = private.clone();
     })
@@ -306,7 +306,7 @@ async fn rs256_with_issuer_and_audience_checks() {
     let (private, public) = key_pair("rsa");
     let public_pem = std::fs::read(&public).unwrap();
     let app = TestApp::spawn_with(|s| {
-        s.auth.algorithm = "RS256".into();
+        s.auth.algorithm = herald::settings::JwtAlgorithm::RS256;
         s.auth.public_key_file = public.clone();
         s.auth.private_key_file = private.clone();
         s.auth.issuer = "https://id.example".into();

@@ -130,9 +130,17 @@ pub async fn fresh_database() -> String {
     server.url(&name)
 }
 
+/// The HS256 secret the test servers run with: the development secret is
+/// refused when the tests use an external database (`DATABASE_URL`).
+pub const TEST_SECRET: &str = "herald-test-secret-not-for-production";
+
 pub fn test_settings() -> Settings {
-    let mut s =
-        Settings::load_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")).unwrap();
+    let env = std::env::vars().chain([("HERALD_JWT_SECRET".to_owned(), TEST_SECRET.to_owned())]);
+    let mut s = Settings::load_with(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+        env,
+    )
+    .unwrap();
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     s.database.max_connections = 10;
@@ -473,7 +481,7 @@ fn init_test_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let mut settings = test_settings().log;
-        settings.format = "json".into();
+        settings.format = herald::settings::LogFormat::Json;
         herald::app::logging::init_logging(&settings, || CaptureWriter);
     });
 }

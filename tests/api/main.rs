@@ -18,5 +18,6 @@ mod poll;
 mod publish;
 mod retention;
 mod security;
+mod settings;
 mod sse;
 mod ws;
