@@ -33,6 +33,7 @@ mod common;
 use common::args::Words;
 use common::server::{Server, ensure_open_files, proc_sample, server_warnings};
 use common::{Percentiles, ms};
+use herald::http::auth::Scope;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -702,7 +703,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         .collect();
     let tokens = users
         .iter()
-        .map(|u| signer.token_for(u, None, ttl))
+        .map(|u| signer.token_for(u, &[], ttl))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let build = if cfg!(debug_assertions) {
         "debug"
@@ -766,7 +767,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
             .await?,
         http: http.clone(),
         stats_url: server.url("/v1/admin/stats"),
-        admin: signer.token_for("soak-admin", Some("admin"), ttl)?,
+        admin: signer.token_for("soak-admin", &[Scope::Admin], ttl)?,
     };
 
     // Subscribers first, all from seq 0, then a moment to connect.
@@ -835,7 +836,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
             monitor
         })
     };
-    let publisher = signer.token_for("soak-publisher", Some("publish"), ttl)?;
+    let publisher = signer.token_for("soak-publisher", &[Scope::Publish], ttl)?;
     let (sent, max_lag) = publish_all(&ctx, config, publisher).await?;
     let load_secs = started.elapsed().as_secs_f64();
     // A last sample at the end of the load.

@@ -558,6 +558,20 @@ allowed_origins = ["https://a.example", "*"]"#;
         ])
         .unwrap();
         assert_eq!(s.auth.algorithm, JwtAlgorithm::RS256);
+        // ...but outside the local environment they need an audience.
+        let e = load(&[
+            ("HERALD_ENV", "production"),
+            ("HERALD__AUTH__ALGORITHM", "ES256"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auth.audience"), "{e}");
+        load(&[
+            ("HERALD_ENV", "production"),
+            ("HERALD__AUTH__ALGORITHM", "ES256"),
+            ("HERALD__AUTH__AUDIENCE", "herald"),
+        ])
+        .unwrap();
     }
 
     #[test]

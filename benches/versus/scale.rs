@@ -204,7 +204,7 @@ async fn worker(base: &str, first: usize, count: usize) -> anyhow::Result<()> {
         requests.push(
             client
                 .get(format!("{base}/v1/me/stream"))
-                .bearer_auth(signer.token_for(user, None, 86_400)?)
+                .bearer_auth(signer.token_for(user, &[], 86_400)?)
                 .header("Accept", "text/event-stream"),
         );
     }

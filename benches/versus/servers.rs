@@ -1,6 +1,7 @@
 //! The two servers under test, each started fresh for every measurement, and
 //! the one `Target` through which the scenarios drive either of them.
 
+use herald::http::auth::Scope;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -165,8 +166,8 @@ impl Target {
             kind: Kind::Herald,
             bases,
             http,
-            publisher: signer.token_for("versus-publisher", Some("publish"), 86_400)?,
-            admin: signer.token_for("versus-admin", Some("admin"), 86_400)?,
+            publisher: signer.token_for("versus-publisher", &[Scope::Publish], 86_400)?,
+            admin: signer.token_for("versus-admin", &[Scope::Admin], 86_400)?,
             signer: Some(signer),
             processes: Processes::Herald {
                 servers,
@@ -235,7 +236,7 @@ impl Target {
     /// A token for `user`'s stream (Herald), valid for a day.
     pub fn user_token(&self, user: &str) -> anyhow::Result<String> {
         match &self.signer {
-            Some(s) => s.token_for(user, None, 86_400),
+            Some(s) => s.token_for(user, &[], 86_400),
             None => Ok(String::new()),
         }
     }

@@ -70,6 +70,14 @@ pub fn across(s: &Settings) -> Result<(), String> {
         ));
     }
     if s.auth.algorithm != JwtAlgorithm::HS256 {
+        // An identity provider signs for many services: only `aud` says a
+        // token is meant for this one.
+        if !s.is_local() && s.auth.audience.is_empty() {
+            return Err(format!(
+                "auth.audience must be set with {:?} outside the local environment (HERALD_ENV={:?})",
+                s.auth.algorithm, s.environment
+            ));
+        }
         return Ok(());
     }
     let secret = s.auth.secret.expose_secret();

@@ -3,6 +3,7 @@
 //! as "grew by at least", never as exact totals.
 
 use crate::helpers::{TestApp, wait_for};
+use herald::http::auth::Scope;
 
 async fn scrape(app: &TestApp) -> String {
     let r = app.http.get(app.url("/metrics")).send().await.unwrap();
@@ -110,7 +111,7 @@ async fn the_publish_rate_limit_answers_429_and_recovers() {
         "the refused publish created nothing"
     );
     // Another publisher has its own budget.
-    let other = app.token("other-publisher", Some("publish"));
+    let other = app.token("other-publisher", &[Scope::Publish]);
     let r = app
         .http
         .post(app.url("/v1/notifications"))

@@ -199,7 +199,7 @@ async fn by_default_no_origin_gets_cross_origin_access() {
         .http
         .get(app.url("/v1/me/notifications"))
         .header("Origin", "https://evil.example")
-        .bearer_auth(app.token("carol", None))
+        .bearer_auth(app.token("carol", &[]))
         .send()
         .await
         .unwrap();
@@ -210,7 +210,7 @@ async fn by_default_no_origin_gets_cross_origin_access() {
         .http
         .post(app.url("/v1/me/notifications/read-all"))
         .header("Origin", &app.address)
-        .bearer_auth(app.token("carol", None))
+        .bearer_auth(app.token("carol", &[]))
         .send()
         .await
         .unwrap();
@@ -251,7 +251,7 @@ async fn a_configured_origin_is_allowed_and_no_other() {
         .http
         .get(app.url("/v1/me/notifications"))
         .header("Origin", allowed)
-        .bearer_auth(app.token("dave", None))
+        .bearer_auth(app.token("dave", &[]))
         .send()
         .await
         .unwrap();
@@ -282,7 +282,7 @@ async fn a_configured_origin_is_allowed_and_no_other() {
         .http
         .get(app.url("/v1/me/stream"))
         .header("Origin", allowed)
-        .bearer_auth(app.token("dave", None))
+        .bearer_auth(app.token("dave", &[]))
         .send()
         .await
         .unwrap();
@@ -309,7 +309,7 @@ async fn a_configured_origin_is_allowed_and_no_other() {
             .http
             .get(app.url("/v1/me/notifications"))
             .header("Origin", origin)
-            .bearer_auth(app.token("dave", None))
+            .bearer_auth(app.token("dave", &[]))
             .send()
             .await
             .unwrap();
@@ -366,7 +366,7 @@ async fn a_wildcard_allows_any_origin_but_never_credentials() {
         .http
         .get(app.url("/v1/me/notifications"))
         .header("Origin", "https://anyone.example")
-        .bearer_auth(app.token("erin", None))
+        .bearer_auth(app.token("erin", &[]))
         .send()
         .await
         .unwrap();
@@ -447,7 +447,7 @@ async fn the_page_runs_no_inline_code_and_no_response_can_be_framed_or_sniffed()
     let stream = app
         .http
         .get(app.url("/v1/me/stream"))
-        .bearer_auth(app.token("fay", None))
+        .bearer_auth(app.token("fay", &[]))
         .send()
         .await
         .unwrap();
@@ -572,7 +572,7 @@ async fn bodies_over_the_limit_get_413_with_or_without_a_length() {
 #[tokio::test]
 async fn websocket_frames_over_64_kib_close_the_socket() {
     let app = TestApp::spawn().await;
-    let mut socket = crate::ws::connect(&app, &app.token("hal", None), None).await;
+    let mut socket = crate::ws::connect(&app, &app.token("hal", &[]), None).await;
     let fits = format!(r#"{{"op":"ping","ref":"{}"}}"#, "r".repeat(60 * 1024));
     socket.send(Message::text(fits)).await.unwrap();
     assert_eq!(crate::ws::next_json(&mut socket).await["type"], "pong");
@@ -648,12 +648,12 @@ async fn streams_and_long_polls_outlive_the_request_timeout() {
     })
     .await;
     let mut sse = app.sse("ivy", None, None).await;
-    let mut socket = crate::ws::connect(&app, &app.token("ivy", None), None).await;
+    let mut socket = crate::ws::connect(&app, &app.token("ivy", &[]), None).await;
     let poll = {
         let (http, url, token) = (
             app.http.clone(),
             app.url("/v1/me/events?after=0&wait=30"),
-            app.token("ivy", None),
+            app.token("ivy", &[]),
         );
         tokio::spawn(async move {
             let r = http.get(url).bearer_auth(token).send().await.unwrap();
@@ -970,7 +970,7 @@ async fn confusable_user_ids_reach_only_their_own_data_on_every_transport() {
         let first = sse.next().await.unwrap();
         assert_eq!(data(&first)["title"], format!("first for {user}"));
         streams.push(sse);
-        let mut socket = crate::ws::connect(&other, &app.token(user, None), Some("0")).await;
+        let mut socket = crate::ws::connect(&other, &app.token(user, &[]), Some("0")).await;
         let frame = crate::ws::next_json(&mut socket).await;
         assert_eq!(frame["data"]["title"], format!("first for {user}"));
         sockets.push(socket);
@@ -1058,7 +1058,7 @@ async fn odd_ids_keep_log_lines_intact_and_control_characters_are_refused() {
     let marker = uuid::Uuid::new_v4().simple().to_string();
     let user = format!("q\"{marker}\\\",\"user\":\"operator\"}}\n{{");
     // A newline anywhere: refused as a subject, a recipient and a path.
-    let newline = app.token(&user, None);
+    let newline = app.token(&user, &[]);
     assert_problem(list_with(&app, &newline).await, 401, "control characters").await;
     let r = app
         .post_notification(&json!({"recipients": [user], "title": "t"}))
@@ -1158,7 +1158,7 @@ async fn every_admin_route_needs_the_admin_scope() {
         .filter(|(_, path)| is_admin_route(path))
         .collect();
     assert!(admin_routes.len() >= 6, "{admin_routes:?}");
-    let user = app.token("victim", None);
+    let user = app.token("victim", &[]);
     let publisher = app.publisher();
     for (method, pattern) in &admin_routes {
         let path = fill(pattern);
