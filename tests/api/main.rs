@@ -14,6 +14,7 @@ mod me;
 mod metrics;
 mod openapi;
 mod operations;
+mod output;
 mod poll;
 mod publish;
 mod retention;
