@@ -66,7 +66,9 @@ fn raw_token(header: &str, payload: &str, secret: &[u8]) -> String {
     format!("{message}.{signature}")
 }
 
-const DEV_SECRET: &[u8] = b"herald-development-secret-change-me";
+/// The test servers' HS256 secret (the development one is refused with
+/// an external database).
+const SECRET: &[u8] = crate::helpers::TEST_SECRET.as_bytes();
 
 fn host(app: &TestApp) -> String {
     app.address.trim_start_matches("http://").to_owned()
@@ -829,14 +831,14 @@ async fn key_naming_headers_never_choose_the_key() {
     // With the configured key, a `kid` changes nothing: it is ignored.
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("some-other-key".into());
-    let genuine = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(DEV_SECRET)).unwrap();
+    let genuine = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
     assert_eq!(list_with(&app, &genuine).await.status(), 200);
 
     // `crit` names extensions that must be understood; none are.
     let crit = raw_token(
         r#"{"alg":"HS256","typ":"JWT","crit":["b64"],"b64":false}"#,
         &serde_json::to_string(&claims).unwrap(),
-        DEV_SECRET,
+        SECRET,
     );
     assert_problem(list_with(&app, &crit).await, 401, "`crit`").await;
 }
@@ -867,7 +869,7 @@ async fn claims_cannot_smuggle_scopes_or_odd_users() {
         let token = raw_token(
             r#"{"alg":"HS256","typ":"JWT"}"#,
             &payload.to_string(),
-            DEV_SECRET,
+            SECRET,
         );
         assert_problem(stats(token).await, 403, "`admin` scope").await;
     }
@@ -886,7 +888,7 @@ async fn claims_cannot_smuggle_scopes_or_odd_users() {
         json!({"sub": "a\u{1b}[31mb", "exp": exp}).to_string(),
         json!({"sub": "a\u{85}b", "exp": exp}).to_string(),
     ] {
-        let token = raw_token(r#"{"alg":"HS256","typ":"JWT"}"#, &payload, DEV_SECRET);
+        let token = raw_token(r#"{"alg":"HS256","typ":"JWT"}"#, &payload, SECRET);
         let r = stats(token).await;
         assert_eq!(r.status(), 401, "{payload}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
