@@ -17,6 +17,7 @@ mod common;
 use common::args::Words;
 use common::server::ensure_open_files;
 use common::{Percentiles, ms};
+use herald::http::auth::Scope;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,6 @@ use futures_util::{StreamExt, TryStreamExt};
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::app::startup::{AppHandle, Application};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,11 +201,10 @@ impl Env {
             fsync: true,
             max_connections: 300,
         })?;
-        let mut settings =
-            Settings::load_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"))?;
+        let mut settings = common::server::settings()?;
         settings.server.listen = "127.0.0.1:0".into();
         if std::env::var_os("RUST_LOG").is_some() {
-            herald::http::telemetry::init_logging(&settings.log, std::io::stderr);
+            herald::app::logging::init_stderr_logging(&settings.log);
         }
         let signer = Signer::from_settings(&settings.auth)?;
         let (handle, port) = runtime.block_on(async {
@@ -242,7 +241,7 @@ impl Env {
 
     fn publisher_token(&self) -> anyhow::Result<String> {
         self.signer
-            .token_for("bench-publisher", Some("publish"), 24 * 3600)
+            .token_for("bench-publisher", &[Scope::Publish], 24 * 3600)
     }
 
     /// `herald_publish_batch_requests` as (sum, count), to report how many
@@ -506,7 +505,7 @@ async fn latency(env: &Env, config: &Config) -> anyhow::Result<bool> {
         .map(|user| {
             let request = sse_http
                 .get(env.url("/v1/me/stream"))
-                .bearer_auth(env.signer.token_for(user, None, 24 * 3600).expect("signs"));
+                .bearer_auth(env.signer.token_for(user, &[], 24 * 3600).expect("signs"));
             async move {
                 let response = request.send().await?;
                 if response.status() != 200 {
@@ -731,7 +730,7 @@ async fn broadcast(env: &Env, config: &Config) -> anyhow::Result<bool> {
     let stop = Arc::new(AtomicBool::new(false));
     let admin = env
         .signer
-        .token_for("bench-admin", Some("admin"), 24 * 3600)?;
+        .token_for("bench-admin", &[Scope::Admin], 24 * 3600)?;
     let during = publish_until(env, publishers, singles.clone(), stop.clone());
     let measure = async {
         let started = Instant::now();

@@ -31,8 +31,9 @@
 mod common;
 
 use common::args::Words;
-use common::server::{Server, config_dir, ensure_open_files, proc_sample, server_warnings};
+use common::server::{Server, ensure_open_files, proc_sample, server_warnings};
 use common::{Percentiles, ms};
+use herald::http::auth::Scope;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -45,7 +46,6 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -695,7 +695,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         .timeout(Duration::from_secs(30))
         .build()?;
     server.ready(&http).await?;
-    let settings = Settings::load_from(&config_dir())?;
+    let settings = common::server::settings()?;
     let signer = Signer::from_settings(&settings.auth)?;
     let ttl = (config.load_secs() as i64) + 3600;
     let users: Vec<String> = (0..config.users)
@@ -703,7 +703,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         .collect();
     let tokens = users
         .iter()
-        .map(|u| signer.token_for(u, None, ttl))
+        .map(|u| signer.token_for(u, &[], ttl))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let build = if cfg!(debug_assertions) {
         "debug"
@@ -767,7 +767,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
             .await?,
         http: http.clone(),
         stats_url: server.url("/v1/admin/stats"),
-        admin: signer.token_for("soak-admin", Some("admin"), ttl)?,
+        admin: signer.token_for("soak-admin", &[Scope::Admin], ttl)?,
     };
 
     // Subscribers first, all from seq 0, then a moment to connect.
@@ -836,7 +836,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
             monitor
         })
     };
-    let publisher = signer.token_for("soak-publisher", Some("publish"), ttl)?;
+    let publisher = signer.token_for("soak-publisher", &[Scope::Publish], ttl)?;
     let (sent, max_lag) = publish_all(&ctx, config, publisher).await?;
     let load_secs = started.elapsed().as_secs_f64();
     // A last sample at the end of the load.

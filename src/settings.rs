@@ -1,12 +1,22 @@
 //! Typed, layered settings: checked-in defaults, an environment file, then
 //! environment variables. The three variables of the contract always win.
+//!
+//! Loading is parsing: a key no setting has, a number outside its range or
+//! an unsafe secret is an error naming the key, so a `Settings` value that
+//! exists is one the service can run with.
 
+mod keys;
+mod redact;
+mod rules;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
+use garde::Validate;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The defaults are compiled in so the binary runs outside the repository.
 const BASE: &str = include_str!("../config/base.toml");
@@ -14,93 +24,176 @@ const BASE: &str = include_str!("../config/base.toml");
 /// The development secret shipped in `config/base.toml`.
 pub const DEVELOPMENT_SECRET: &str = "herald-development-secret-change-me";
 
-#[derive(Debug, Clone, Deserialize)]
+/// The shortest HS256 secret accepted: RFC 7518 asks for a key at least as
+/// long as the hash (256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Why settings could not be loaded; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+impl From<config::ConfigError> for SettingsError {
+    fn from(e: config::ConfigError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
+    #[garde(dive)]
     pub server: ServerSettings,
+    #[garde(dive)]
     pub database: DatabaseSettings,
+    #[garde(dive)]
     pub auth: AuthSettings,
+    #[garde(dive)]
     pub stream: StreamSettings,
+    #[garde(dive)]
     pub publish: PublishSettings,
+    #[garde(dive)]
     pub retention: RetentionSettings,
+    #[garde(skip)]
     pub log: LogSettings,
     #[serde(default)]
+    #[garde(dive)]
     pub cors: CorsSettings,
-    /// Which `config/<environment>.toml` was layered in.
-    #[serde(default)]
+    /// Which `config/<environment>.toml` was layered in (`HERALD_ENV`).
+    #[serde(default, skip_serializing)]
+    #[garde(skip)]
     pub environment: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
+    #[garde(custom(rules::host_port))]
     pub listen: String,
+    /// The contract promises a heartbeat at least every 30 s.
+    #[garde(range(min = 1, max = 30))]
     pub heartbeat_secs: u64,
+    #[garde(range(min = 1, max = 600_000))]
     pub retry_ms: u64,
+    #[garde(range(min = 1024, max = 1 << 30))]
     pub max_body_bytes: usize,
+    /// 0: one per CPU core.
+    #[garde(range(min = 0, max = 1024))]
     pub workers: usize,
     /// Connections the kernel queues before they are accepted (capped by
     /// `net.core.somaxconn`).
+    #[garde(range(min = 1, max = 1 << 20))]
     pub backlog: u32,
     /// A client must send a connection's first request head within this
     /// time (slow-request protection); it gets 408 and is disconnected.
+    #[garde(range(min = 1, max = 3_600_000))]
     pub client_request_timeout_ms: u64,
     /// How long a client gets to acknowledge the closing of its connection.
+    #[garde(range(min = 0, max = 3_600_000))]
     pub client_disconnect_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
+    #[serde(serialize_with = "redact::database_url")]
+    #[garde(skip)]
     pub url: SecretString,
+    #[garde(range(min = 1, max = 10_000))]
     pub max_connections: u32,
+    #[garde(range(min = 1, max = 3_600_000))]
     pub acquire_timeout_ms: u64,
+    #[garde(skip)]
     pub embedded_dir: PathBuf,
     /// A statement of the service that runs longer is cancelled.
+    #[garde(range(min = 100, max = 86_400_000))]
     pub statement_timeout_ms: u64,
     /// A session of the service idle inside a transaction for longer is
     /// ended, so a stuck task cannot hold a user's row lock.
+    #[garde(range(min = 100, max = 86_400_000))]
     pub idle_in_transaction_timeout_ms: u64,
     /// How often the wake-up listener proves it still hears PostgreSQL: it
     /// sends itself a NOTIFY and expects it back within this time, else it
     /// reconnects (a dead TCP path can stay silent for hours).
+    #[garde(range(min = 50, max = 3_600_000))]
     pub listener_check_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthSettings {
-    pub algorithm: String,
-    pub secret: SecretString,
-    pub public_key_file: String,
-    pub private_key_file: String,
-    pub issuer: String,
-    pub audience: String,
-    pub leeway_secs: u64,
+/// The signature algorithms a token may be checked with; which one is
+/// chosen by configuration, never by the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    ES256,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    #[garde(skip)]
+    pub algorithm: JwtAlgorithm,
+    #[serde(serialize_with = "redact::secret")]
+    #[garde(skip)]
+    pub secret: SecretString,
+    #[garde(skip)]
+    pub public_key_file: String,
+    #[garde(skip)]
+    pub private_key_file: String,
+    #[garde(skip)]
+    pub issuer: String,
+    #[garde(skip)]
+    pub audience: String,
+    #[garde(range(min = 0, max = 3600))]
+    pub leeway_secs: u64,
+    /// The `scope` value that grants everything.
+    #[garde(custom(rules::scope_name))]
+    pub scope_admin: String,
+    /// The `scope` value that grants publishing.
+    #[garde(custom(rules::scope_name))]
+    pub scope_publish: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct StreamSettings {
+    #[garde(range(min = 1, max = 100_000))]
     pub max_streams_per_user: usize,
     /// Events queued for one connection, at most…
+    #[garde(range(min = 1, max = 1_000_000))]
     pub buffer: usize,
     /// …and at most about this many bytes of them (always at least one).
+    #[garde(range(min = 1024, max = 1_073_741_824))]
     pub buffer_bytes: usize,
+    #[garde(range(min = 1, max = 3_600_000))]
     pub slow_client_timeout_ms: u64,
     /// Events one read of the log returns for one connection, at most…
+    #[garde(range(min = 1, max = 100_000))]
     pub replay_page: i64,
     /// …and at most about this many bytes of them (always at least one).
+    #[garde(range(min = 1024, max = 1_073_741_824))]
     pub replay_page_bytes: i64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct PublishSettings {
     /// Publishes per second per publisher token (`sub`); 0: no limit.
     #[serde(default)]
+    #[garde(range(min = 0, max = 1_000_000))]
     pub rate_per_sec: u32,
     #[serde(default)]
+    #[garde(range(min = 0, max = 1_000_000))]
     pub burst: u32,
+    #[garde(range(min = 1, max = 256))]
     pub workers: usize,
+    #[garde(range(min = 1, max = 100_000))]
     pub max_batch_requests: usize,
+    #[garde(range(min = 1, max = 10_000_000))]
     pub max_batch_rows: usize,
     /// Users per broadcast chunk (one publish transaction each).
     #[serde(default = "default_broadcast_chunk")]
+    #[garde(range(min = 1, max = 1_000_000))]
     pub broadcast_chunk: usize,
 }
 
@@ -108,24 +201,34 @@ fn default_broadcast_chunk() -> usize {
     1000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
+    #[garde(range(min = 1, max = 36_500))]
     pub events_days: i64,
     /// Notifications older than this are purged too; 0 keeps them forever.
     #[serde(default)]
+    #[garde(range(min = 0, max = 36_500))]
     pub notifications_days: i64,
+    #[garde(range(min = 1, max = 876_000))]
     pub idempotency_hours: i64,
+    #[garde(range(min = 1, max = 86_400))]
     pub interval_secs: u64,
+    /// Rows per purge statement; the purge loops until a statement removes
+    /// fewer, so 0 would never end.
+    #[garde(range(min = 1, max = 1_000_000))]
     pub batch: i64,
 }
 
 /// Cross-origin access for browser pages served from other origins.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
 pub struct CorsSettings {
     /// Origins (`https://app.example.com`) whose pages may call the API;
     /// `*` allows any. Empty: no cross-origin access. From the environment
     /// as one string, separated by commas or spaces.
     #[serde(default, deserialize_with = "origin_list")]
+    #[garde(inner(custom(rules::origin)))]
     pub allowed_origins: Vec<String>,
 }
 
@@ -148,99 +251,115 @@ fn origin_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         .collect())
 }
 
-/// `scheme://host[:port]` exactly as a browser sends it in `Origin`:
-/// lowercase, http or https, no path, no trailing slash.
-fn is_origin(s: &str) -> bool {
-    let Some((scheme, host)) = s.split_once("://") else {
-        return false;
-    };
-    matches!(scheme, "http" | "https")
-        && !host.is_empty()
-        && host.chars().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | ':' | '[' | ']')
-        })
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
-    pub format: String,
+    pub format: LogFormat,
     pub level: String,
 }
 
 impl Settings {
     /// Loads settings from `HERALD_CONFIG_DIR` (default `./config`) and the
     /// process environment.
-    pub fn load() -> Result<Self, config::ConfigError> {
+    pub fn load() -> Result<Self, SettingsError> {
         let dir = std::env::var_os("HERALD_CONFIG_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("config"));
         Self::load_from(&dir)
     }
 
-    pub fn load_from(dir: &Path) -> Result<Self, config::ConfigError> {
-        let environment = std::env::var("HERALD_ENV").unwrap_or_else(|_| "local".into());
+    /// Loads settings from `dir` and the process environment.
+    pub fn load_from(dir: &Path) -> Result<Self, SettingsError> {
+        Self::load_with(dir, std::env::vars())
+    }
+
+    /// Loads settings from `dir` and the environment `vars` (the process's
+    /// own, or a test's).
+    pub fn load_with(
+        dir: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let vars: HashMap<String, String> = vars.into_iter().collect();
+        let environment = vars
+            .get("HERALD_ENV")
+            .cloned()
+            .unwrap_or_else(|| "local".into());
+        let files = [
+            dir.join("base.toml"),
+            dir.join(format!("{environment}.toml")),
+        ];
+        let known = keys::known()?;
+        for file in &files {
+            keys::check_file(file, &known)?;
+        }
+        keys::check_environment(&vars, &known)?;
+        let overrides: HashMap<String, String> = vars
+            .iter()
+            .filter(|(name, _)| name.starts_with(keys::ENV_PREFIX))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let [base_file, environment_file] = files;
         let settings: Settings = Config::builder()
             .add_source(File::from_str(BASE, FileFormat::Toml))
-            .add_source(File::from(dir.join("base.toml")).required(false))
-            .add_source(File::from(dir.join(format!("{environment}.toml"))).required(false))
+            .add_source(File::from(base_file).required(false))
+            .add_source(File::from(environment_file).required(false))
             .add_source(
                 Environment::with_prefix("HERALD")
                     .prefix_separator("__")
-                    .separator("__"),
+                    .separator("__")
+                    .source(Some(overrides)),
             )
-            .set_override_option("database.url", std::env::var("DATABASE_URL").ok())?
-            .set_override_option("server.listen", std::env::var("HERALD_LISTEN").ok())?
-            .set_override_option("auth.secret", std::env::var("HERALD_JWT_SECRET").ok())?
-            .set_override("environment", environment.clone())?
+            .set_override_option("database.url", vars.get("DATABASE_URL").cloned())?
+            .set_override_option("server.listen", vars.get("HERALD_LISTEN").cloned())?
+            .set_override_option("auth.secret", vars.get("HERALD_JWT_SECRET").cloned())?
+            .set_override("environment", environment)?
             .build()?
             .try_deserialize()?;
-        settings.check()?;
+        settings
+            .validate()
+            .map_err(|report| SettingsError(format!("invalid settings:\n{report}")))?;
+        rules::across(&settings).map_err(SettingsError)?;
         Ok(settings)
-    }
-
-    fn check(&self) -> Result<(), config::ConfigError> {
-        let bad = |m: &str| Err(config::ConfigError::Message(m.to_owned()));
-        if self.environment == "production"
-            && self.auth.algorithm == "HS256"
-            && self.auth.secret.expose_secret() == DEVELOPMENT_SECRET
-        {
-            return bad("HERALD_JWT_SECRET must be set in production");
-        }
-        if self.server.heartbeat_secs == 0 || self.server.heartbeat_secs > 30 {
-            return bad("server.heartbeat_secs must be between 1 and 30");
-        }
-        if self.stream.buffer == 0 || self.stream.replay_page < 1 {
-            return bad("stream.buffer and stream.replay_page must be positive");
-        }
-        if self.publish.workers == 0 || self.publish.max_batch_requests == 0 {
-            return bad("publish.workers and publish.max_batch_requests must be positive");
-        }
-        if self.publish.broadcast_chunk == 0 {
-            return bad("publish.broadcast_chunk must be positive");
-        }
-        if self.server.client_request_timeout_ms == 0 {
-            return bad("server.client_request_timeout_ms must be positive");
-        }
-        if let Some(o) = self
-            .cors
-            .allowed_origins
-            .iter()
-            .find(|o| *o != "*" && !is_origin(o))
-        {
-            return Err(config::ConfigError::Message(format!(
-                "cors.allowed_origins: {o:?} is not an origin like \"https://app.example.com\" (lowercase scheme://host[:port], no path) or \"*\""
-            )));
-        }
-        Ok(())
     }
 
     pub fn database_url(&self) -> Option<&str> {
         let url = self.database.url.expose_secret();
         (!url.is_empty()).then_some(url)
     }
+
+    /// `HERALD_ENV` unset or `local`: the development defaults apply (the
+    /// short scope names, `aud` optional with public keys).
+    pub fn is_local(&self) -> bool {
+        self.environment == "local"
+    }
+
+    /// The no-setup demo: local environment, the private PostgreSQL, and
+    /// reachable only from this machine. Only here are tokens printed.
+    pub fn is_local_demo(&self) -> bool {
+        self.is_local() && self.database_url().is_none() && self.server.listens_on_loopback_only()
+    }
+
+    /// The effective settings as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string(self).expect("settings serialize to TOML")
+    }
 }
 
 impl ServerSettings {
+    /// Whether `listen` names a loopback address (or `localhost`).
+    pub fn listens_on_loopback_only(&self) -> bool {
+        rules::is_loopback(&self.listen)
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_secs(self.heartbeat_secs)
     }
@@ -322,6 +441,182 @@ allowed_origins = ["https://a.example", "*"]"#;
         assert_eq!(listed.allowed_origins, ["https://a.example", "*"]);
     }
 
+    /// The valid keys are read from `config/base.toml`: it must set every
+    /// setting there is, and nothing else.
+    #[test]
+    fn the_shipped_defaults_name_every_setting() {
+        let settings = Settings::load_with(Path::new("/nonexistent"), []).unwrap();
+        let serialized: config::Map<String, config::Value> = Config::builder()
+            .add_source(File::from_str(
+                &settings.to_redacted_toml(),
+                FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        let mut every = std::collections::BTreeSet::new();
+        fn walk(
+            prefix: &str,
+            t: &config::Map<String, config::Value>,
+            out: &mut std::collections::BTreeSet<String>,
+        ) {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match &v.kind {
+                    config::ValueKind::Table(inner) => walk(&key, inner, out),
+                    _ => {
+                        out.insert(key);
+                    }
+                }
+            }
+        }
+        walk("", &serialized, &mut every);
+        assert_eq!(keys::known().unwrap(), every);
+    }
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load_with(
+            Path::new("/nonexistent"),
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn environment_variables_are_checked_like_files() {
+        let e = load(&[("HERALD__SERVER__RETRYMS", "5")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HERALD__SERVER__RETRYMS"), "{e}");
+        assert!(e.contains("did you mean server.retry_ms?"), "{e}");
+        let e = load(&[("HERALD__SERVER_LISTEN", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean server.listen?"), "{e}");
+        let e = load(&[("HERALD__RETENTION__BATCH", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("retention.batch"), "{e}");
+        assert_eq!(
+            load(&[("HERALD__SERVER__RETRY_MS", "5")])
+                .unwrap()
+                .server
+                .retry_ms,
+            5
+        );
+        // The contract's plain variables, and other HERALD_ ones, are not settings keys.
+        let s = load(&[
+            ("HERALD_LISTEN", "127.0.0.1:9"),
+            (
+                "HERALD_JWT_SECRET",
+                "a-secret-that-is-at-least-32-bytes-long",
+            ),
+            ("HERALD_CHROMIUM", "/usr/bin/chromium"),
+        ])
+        .unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:9");
+        assert!(s.is_local_demo());
+    }
+
+    #[test]
+    fn the_development_secret_is_only_for_the_local_demo() {
+        const GOOD: &str = "a-secret-that-is-at-least-32-bytes-long";
+        let demo = load(&[]).unwrap();
+        assert!(demo.is_local_demo());
+        for (vars, why) in [
+            (
+                vec![("DATABASE_URL", "postgres://u@db/herald")],
+                "DATABASE_URL",
+            ),
+            (
+                vec![("HERALD_LISTEN", "0.0.0.0:8080")],
+                "beyond this machine",
+            ),
+            (vec![("HERALD_LISTEN", "[::]:8080")], "beyond this machine"),
+            (
+                vec![("HERALD_LISTEN", "herald.internal:8080")],
+                "beyond this machine",
+            ),
+            (
+                vec![
+                    ("HERALD_ENV", "production"),
+                    ("HERALD_LISTEN", "127.0.0.1:8080"),
+                ],
+                "HERALD_ENV",
+            ),
+            (vec![("HERALD_ENV", "staging")], "HERALD_ENV"),
+        ] {
+            let e = load(&vars).unwrap_err().to_string();
+            assert!(
+                e.contains("development secret") && e.contains(why),
+                "{vars:?}: {e}"
+            );
+            let mut with_secret = vars.clone();
+            with_secret.push(("HERALD_JWT_SECRET", GOOD));
+            let s = load(&with_secret).unwrap();
+            assert!(!s.is_local_demo(), "{vars:?}");
+        }
+        for listen in ["127.0.0.1:0", "localhost:8080", "[::1]:8080"] {
+            assert!(
+                load(&[("HERALD_LISTEN", listen)]).unwrap().is_local_demo(),
+                "{listen}"
+            );
+        }
+        // Any HS256 secret needs 32 bytes, even in the demo.
+        let e = load(&[("HERALD_JWT_SECRET", &"x".repeat(31))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("at least 32 bytes") && e.contains("has 31"),
+            "{e}"
+        );
+        load(&[("HERALD_JWT_SECRET", &"x".repeat(32))]).unwrap();
+        // Public keys need no secret.
+        let s = load(&[
+            ("DATABASE_URL", "postgres://u@db/herald"),
+            ("HERALD__AUTH__ALGORITHM", "RS256"),
+        ])
+        .unwrap();
+        assert_eq!(s.auth.algorithm, JwtAlgorithm::RS256);
+        // ...but outside the local environment they need an audience.
+        let e = load(&[
+            ("HERALD_ENV", "production"),
+            ("HERALD__AUTH__ALGORITHM", "ES256"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auth.audience"), "{e}");
+        load(&[
+            ("HERALD_ENV", "production"),
+            ("HERALD__AUTH__ALGORITHM", "ES256"),
+            ("HERALD__AUTH__AUDIENCE", "herald"),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn the_effective_configuration_hides_secrets() {
+        let s = load(&[
+            ("DATABASE_URL", "postgres://herald:db-password@db/herald"),
+            ("HERALD_JWT_SECRET", "jwt-secret-jwt-secret-jwt-secret-jwt"),
+        ])
+        .unwrap();
+        let text = s.to_redacted_toml();
+        assert!(
+            !text.contains("db-password") && !text.contains("jwt-secret"),
+            "{text}"
+        );
+        assert!(
+            text.contains("postgres://herald:REDACTED@db/herald"),
+            "{text}"
+        );
+        assert!(text.contains("REDACTED, 36 bytes"), "{text}");
+    }
+
     #[test]
     fn only_exact_browser_origins_are_accepted() {
         for ok in [
@@ -329,7 +624,7 @@ allowed_origins = ["https://a.example", "*"]"#;
             "http://localhost:8080",
             "http://[::1]:3000",
         ] {
-            assert!(is_origin(ok), "{ok}");
+            assert!(rules::is_origin(ok), "{ok}");
         }
         for bad in [
             "app.example.com",
@@ -341,7 +636,7 @@ allowed_origins = ["https://a.example", "*"]"#;
             "https://",
             "null",
         ] {
-            assert!(!is_origin(bad), "{bad}");
+            assert!(!rules::is_origin(bad), "{bad}");
         }
     }
 }

@@ -32,6 +32,8 @@ impl Server {
             .env("HERALD__LOG__LEVEL", "warn")
             .env("HERALD__LOG__FORMAT", "json")
             .env("HERALD_CONFIG_DIR", config_dir())
+            // An external database: the development secret is refused.
+            .env("HERALD_JWT_SECRET", SECRET)
             .env_remove("RUST_LOG")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -105,6 +107,17 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The HS256 secret of every benchmark's server and token signer: with an
+/// external database the shipped development secret is refused.
+pub const SECRET: &str = "herald-benchmark-secret-not-for-production";
+
+/// The settings the benchmarks' servers run with (the repository's config,
+/// this process's environment, and [`SECRET`]).
+pub fn settings() -> anyhow::Result<herald::settings::Settings> {
+    let env = std::env::vars().chain([("HERALD_JWT_SECRET".to_owned(), SECRET.to_owned())]);
+    Ok(herald::settings::Settings::load_with(&config_dir(), env)?)
 }
 
 pub fn config_dir() -> PathBuf {

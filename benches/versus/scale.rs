@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Tally, open_streams, unix_micros, wait_until};
 use crate::common::Percentiles;
-use crate::common::server::{config_dir, ensure_open_files};
+use crate::common::server::ensure_open_files;
 use crate::scenarios::Outcome;
 use crate::servers::{Kind, Target};
 
@@ -195,7 +194,7 @@ pub fn worker_main(args: &[String]) -> anyhow::Result<()> {
 }
 
 async fn worker(base: &str, first: usize, count: usize) -> anyhow::Result<()> {
-    let settings = Settings::load_from(&config_dir())?;
+    let settings = crate::common::server::settings()?;
     let signer = Signer::from_settings(&settings.auth)?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -205,7 +204,7 @@ async fn worker(base: &str, first: usize, count: usize) -> anyhow::Result<()> {
         requests.push(
             client
                 .get(format!("{base}/v1/me/stream"))
-                .bearer_auth(signer.token_for(user, None, 86_400)?)
+                .bearer_auth(signer.token_for(user, &[], 86_400)?)
                 .header("Accept", "text/event-stream"),
         );
     }

@@ -1,6 +1,7 @@
 //! The two servers under test, each started fresh for every measurement, and
 //! the one `Target` through which the scenarios drive either of them.
 
+use herald::http::auth::Scope;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -8,11 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::common::server::{Server, config_dir, cpu_ticks, pss_kib};
+use crate::common::server::{Server, cpu_ticks, pss_kib};
 
 /// The nginx config checked in next to this harness.
 const NCHAN_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/nchan/nginx.conf");
@@ -152,7 +152,7 @@ impl Target {
         })?;
         pg.create_database("herald").await?;
         let url = pg.url("herald");
-        let settings = Settings::load_from(&config_dir())?;
+        let settings = crate::common::server::settings()?;
         let signer = Signer::from_settings(&settings.auth)?;
         let mut servers = Vec::with_capacity(instances);
         // The first applies the migrations; the others find them applied.
@@ -166,8 +166,8 @@ impl Target {
             kind: Kind::Herald,
             bases,
             http,
-            publisher: signer.token_for("versus-publisher", Some("publish"), 86_400)?,
-            admin: signer.token_for("versus-admin", Some("admin"), 86_400)?,
+            publisher: signer.token_for("versus-publisher", &[Scope::Publish], 86_400)?,
+            admin: signer.token_for("versus-admin", &[Scope::Admin], 86_400)?,
             signer: Some(signer),
             processes: Processes::Herald {
                 servers,
@@ -236,7 +236,7 @@ impl Target {
     /// A token for `user`'s stream (Herald), valid for a day.
     pub fn user_token(&self, user: &str) -> anyhow::Result<String> {
         match &self.signer {
-            Some(s) => s.token_for(user, None, 86_400),
+            Some(s) => s.token_for(user, &[], 86_400),
             None => Ok(String::new()),
         }
     }

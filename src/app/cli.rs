@@ -1,12 +1,15 @@
-//! The `herald` command line: `serve` (default), `migrate`, `token`.
+//! The `herald` command line: `serve` (default), `migrate`, `token`, `config`.
+//!
+//! stdout carries only what a command is for (a token, the configuration,
+//! the local demo's banner); logs go to stderr.
 
 use clap::{Parser, Subcommand};
 
 use crate::app::embedded_pg::{EmbeddedPostgres, Options};
+use crate::app::logging;
 use crate::app::startup::Application;
 use crate::db;
-use crate::http::auth::Signer;
-use crate::http::telemetry;
+use crate::http::auth::{Scope, Signer};
 use crate::settings::Settings;
 
 #[derive(Parser)]
@@ -31,13 +34,17 @@ enum Cmd {
         /// The user id (`sub` claim).
         #[arg(long)]
         sub: String,
-        /// Space-separated scopes, e.g. "publish admin".
+        /// Space-separated scopes, e.g. "publish admin"; written into the
+        /// token with their configured names (auth.scope_publish,
+        /// auth.scope_admin).
         #[arg(long)]
         scope: Option<String>,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config,
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -45,14 +52,20 @@ pub fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Token { sub, scope, ttl } => {
+            let scopes = parse_scopes(&settings, scope.as_deref().unwrap_or(""))?;
             println!(
                 "{}",
-                Signer::from_settings(&settings.auth)?.token_for(&sub, scope.as_deref(), ttl)?
+                Signer::from_settings(&settings.auth)?.token_for(&sub, &scopes, ttl)?
             );
             Ok(())
         }
+        Cmd::Config => {
+            println!("# HERALD_ENV={}", settings.environment);
+            print!("{}", settings.to_redacted_toml());
+            Ok(())
+        }
         Cmd::Migrate => {
-            telemetry::init_logging(&settings.log, std::io::stderr);
+            logging::init_stderr_logging(&settings.log);
             let database = settings.database.clone();
             with_database(&settings, |url| async move {
                 let pool = db::pool(&database, &url)?;
@@ -62,7 +75,7 @@ pub fn main() -> anyhow::Result<()> {
             })
         }
         Cmd::Serve => {
-            telemetry::init_logging(&settings.log, std::io::stdout);
+            logging::init_stderr_logging(&settings.log);
             with_database(&settings.clone(), |url| serve(settings, url))
         }
     }
@@ -93,8 +106,33 @@ where
     result
 }
 
+/// `publish`, `admin` or their configured names.
+fn parse_scopes(settings: &Settings, words: &str) -> anyhow::Result<Vec<Scope>> {
+    let auth = &settings.auth;
+    words
+        .split_ascii_whitespace()
+        .map(|word| match word {
+            "publish" => Ok(Scope::Publish),
+            "admin" => Ok(Scope::Admin),
+            w if w == auth.scope_publish => Ok(Scope::Publish),
+            w if w == auth.scope_admin => Ok(Scope::Admin),
+            other => anyhow::bail!(
+                "unknown scope {other:?}: use publish or admin ({} or {})",
+                auth.scope_publish,
+                auth.scope_admin
+            ),
+        })
+        .collect()
+}
+
 async fn serve(settings: Settings, url: String) -> anyhow::Result<()> {
-    let demo = Signer::from_settings(&settings.auth).ok();
+    // Tokens are printed only where nobody else can use them: the local
+    // demo (private database, loopback, local environment).
+    let demo = if settings.is_local_demo() {
+        Signer::from_settings(&settings.auth).ok()
+    } else {
+        None
+    };
     let app = Application::build(settings.clone(), &url).await?;
     let handle = app.handle();
     let host = settings
@@ -108,7 +146,10 @@ async fn serve(settings: Settings, url: String) -> anyhow::Result<()> {
         host
     };
     let base = format!("http://{host}:{}", app.port());
-    print_banner(&base, demo.as_ref());
+    tracing::info!(listen = %settings.server.listen, port = app.port(), "listening");
+    if let Some(signer) = &demo {
+        print_banner(&base, signer);
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
@@ -118,14 +159,12 @@ async fn serve(settings: Settings, url: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(base: &str, signer: Option<&Signer>) {
+/// The local demo's instructions, with ready-made tokens.
+fn print_banner(base: &str, signer: &Signer) {
     println!("Herald is listening on {base}");
-    let Some(signer) = signer else {
-        return;
-    };
     let (Ok(user), Ok(publisher)) = (
-        signer.token_for("demo", None, 24 * 3600),
-        signer.token_for("demo-publisher", Some("publish"), 24 * 3600),
+        signer.token_for("demo", &[], 24 * 3600),
+        signer.token_for("demo-publisher", &[Scope::Publish], 24 * 3600),
     ) else {
         return;
     };

@@ -6,4 +6,5 @@
 
 pub mod cli;
 pub mod embedded_pg;
+pub mod logging;
 pub mod startup;

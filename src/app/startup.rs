@@ -96,7 +96,7 @@ impl Application {
         tcp: TcpListener,
         port: u16,
     ) -> anyhow::Result<Self> {
-        let verifier = web::Data::new(Verifier::from_settings(&settings.auth)?);
+        let verifier = web::Data::new(Verifier::from_settings(&settings)?);
         let shutdown = CancellationToken::new();
         let instance = uuid::Uuid::new_v4().to_string();
         let hub = Hub::new(settings.stream.max_streams_per_user);

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::UserId;
 use crate::http::error::ApiError;
-use crate::settings::AuthSettings;
+use crate::settings::{AuthSettings, JwtAlgorithm, Settings};
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -31,9 +31,30 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+}
+
+/// `aud` is one string or an array of them (RFC 7519, 4.1.3); which one
+/// must hold the configured audience is checked by `jsonwebtoken`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<&str> for Audience {
+    fn from(aud: &str) -> Self {
+        Self::One(aud.to_owned())
+    }
+}
+
+impl From<Vec<String>> for Audience {
+    fn from(aud: Vec<String>) -> Self {
+        Self::Many(aud)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,39 +78,89 @@ impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         self.admin || (scope == Scope::Publish && self.publish)
     }
+}
 
-    fn require(self, scope: Scope) -> Result<Self, ApiError> {
-        if self.has(scope) {
-            Ok(self)
-        } else {
-            let name = match scope {
-                Scope::Publish => "publish",
-                Scope::Admin => "admin",
-            };
-            Err(ApiError::Forbidden(format!(
-                "this operation needs the `{name}` scope"
-            )))
+/// The `scope` words that grant each right. The configured names always;
+/// the short v1 names `publish`/`admin` only in the local environment, so
+/// a token minted for some other service with a generic `admin` scope
+/// means nothing to a deployed Herald.
+#[derive(Debug, Clone)]
+pub struct ScopeNames {
+    publish: String,
+    admin: String,
+    short_names: bool,
+}
+
+impl ScopeNames {
+    pub fn new(s: &AuthSettings, local: bool) -> Self {
+        Self {
+            publish: s.scope_publish.clone(),
+            admin: s.scope_admin.clone(),
+            short_names: local,
         }
+    }
+
+    pub fn name(&self, scope: Scope) -> &str {
+        match scope {
+            Scope::Publish => &self.publish,
+            Scope::Admin => &self.admin,
+        }
+    }
+
+    fn short(scope: Scope) -> &'static str {
+        match scope {
+            Scope::Publish => "publish",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn grants(&self, word: &str, scope: Scope) -> bool {
+        word == self.name(scope) || (self.short_names && word == Self::short(scope))
+    }
+
+    fn require(&self, principal: Principal, scope: Scope) -> Result<Principal, ApiError> {
+        if principal.has(scope) {
+            return Ok(principal);
+        }
+        let (short, name) = (Self::short(scope), self.name(scope));
+        let also = if self.short_names {
+            format!(" (or `{short}` in the local environment)")
+        } else {
+            String::new()
+        };
+        Err(ApiError::Forbidden(format!(
+            "this operation needs the `{short}` scope: `{name}`{also} in the token's `scope` claim"
+        )))
     }
 }
 
-fn parse_algorithm(name: &str) -> anyhow::Result<Algorithm> {
-    match name {
-        "HS256" => Ok(Algorithm::HS256),
-        "RS256" => Ok(Algorithm::RS256),
-        "ES256" => Ok(Algorithm::ES256),
-        other => anyhow::bail!("unsupported auth.algorithm {other:?} (HS256, RS256 or ES256)"),
+fn algorithm(configured: JwtAlgorithm) -> Algorithm {
+    match configured {
+        JwtAlgorithm::HS256 => Algorithm::HS256,
+        JwtAlgorithm::RS256 => Algorithm::RS256,
+        JwtAlgorithm::ES256 => Algorithm::ES256,
     }
 }
 
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    scopes: ScopeNames,
 }
 
 impl Verifier {
-    pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Self> {
-        let algorithm = parse_algorithm(&s.algorithm)?;
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let s = &settings.auth;
+        // With a public key the tokens come from an identity provider that
+        // signs for many services: only `aud` says a token is meant for us.
+        if s.algorithm != JwtAlgorithm::HS256 && !settings.is_local() && s.audience.is_empty() {
+            anyhow::bail!(
+                "auth.audience must be set with {:?} outside the local environment (HERALD_ENV={:?})",
+                s.algorithm,
+                settings.environment
+            );
+        }
+        let algorithm = algorithm(s.algorithm);
         let key = match algorithm {
             Algorithm::HS256 => DecodingKey::from_secret(s.secret.expose_secret().as_bytes()),
             Algorithm::RS256 => DecodingKey::from_rsa_pem(&std::fs::read(&s.public_key_file)?)?,
@@ -112,7 +183,11 @@ impl Verifier {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation,
+            scopes: ScopeNames::new(s, settings.is_local()),
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
@@ -132,6 +207,15 @@ impl Verifier {
             ));
         }
         let claims = data.claims;
+        // `jsonwebtoken` does not check `iat`; a token from the future
+        // (beyond clock skew) was not issued by a sound clock.
+        if let Some(iat) = claims.iat
+            && iat > chrono::Utc::now().timestamp() + self.validation.leeway as i64
+        {
+            return Err(ApiError::Unauthorized(
+                "the token was issued in the future (iat)".into(),
+            ));
+        }
         let sub = claims
             .sub
             .ok_or_else(|| ApiError::Unauthorized("the token has no `sub` claim".into()))?;
@@ -145,14 +229,16 @@ impl Verifier {
             admin: false,
             expires_at: claims.exp,
         };
-        for scope in scopes.split_ascii_whitespace() {
-            match scope {
-                "publish" => principal.publish = true,
-                "admin" => principal.admin = true,
-                _ => {}
-            }
+        for word in scopes.split_ascii_whitespace() {
+            principal.publish |= self.scopes.grants(word, Scope::Publish);
+            principal.admin |= self.scopes.grants(word, Scope::Admin);
         }
         Ok(principal)
+    }
+
+    /// 403 unless `principal` has `scope`.
+    pub fn require(&self, principal: Principal, scope: Scope) -> Result<Principal, ApiError> {
+        self.scopes.require(principal, scope)
     }
 }
 
@@ -178,16 +264,18 @@ fn describe(kind: &ErrorKind) -> &'static str {
 pub struct Signer {
     key: EncodingKey,
     header: Header,
+    publish: String,
+    admin: String,
 }
 
 impl Signer {
     pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Self> {
-        let algorithm = parse_algorithm(&s.algorithm)?;
+        let algorithm = algorithm(s.algorithm);
         let key = match algorithm {
             Algorithm::HS256 => EncodingKey::from_secret(s.secret.expose_secret().as_bytes()),
             _ if s.private_key_file.is_empty() => {
                 anyhow::bail!(
-                    "auth.private_key_file is needed to sign {} tokens",
+                    "auth.private_key_file is needed to sign {:?} tokens",
                     s.algorithm
                 )
             }
@@ -197,6 +285,8 @@ impl Signer {
         Ok(Self {
             key,
             header: Header::new(algorithm),
+            publish: s.scope_publish.clone(),
+            admin: s.scope_admin.clone(),
         })
     }
 
@@ -204,14 +294,18 @@ impl Signer {
         Ok(jsonwebtoken::encode(&self.header, claims, &self.key)?)
     }
 
-    /// A token for `sub` with the given scopes, valid for `ttl_secs`.
-    pub fn token_for(
-        &self,
-        sub: &str,
-        scope: Option<&str>,
-        ttl_secs: i64,
-    ) -> anyhow::Result<String> {
+    /// A token for `sub` with the given scopes (by their configured
+    /// names), valid for `ttl_secs`.
+    pub fn token_for(&self, sub: &str, scopes: &[Scope], ttl_secs: i64) -> anyhow::Result<String> {
         let now = chrono::Utc::now().timestamp();
+        let scope = scopes
+            .iter()
+            .map(|s| match s {
+                Scope::Publish => self.publish.as_str(),
+                Scope::Admin => self.admin.as_str(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         self.sign(&Claims {
             sub: Some(sub.to_owned()),
             exp: now + ttl_secs,
@@ -219,7 +313,7 @@ impl Signer {
             iat: Some(now),
             iss: None,
             aud: None,
-            scope: scope.map(str::to_owned),
+            scope: (!scope.is_empty()).then_some(scope),
         })
     }
 }
@@ -260,10 +354,13 @@ fn has_query_token(req: &HttpRequest) -> bool {
         .any(|pair| pair.split('=').next() == Some("access_token"))
 }
 
+fn verifier(req: &HttpRequest) -> &Verifier {
+    req.app_data::<web::Data<Verifier>>()
+        .expect("the verifier is registered as app data")
+}
+
 fn authenticate(req: &HttpRequest, allow_query_token: bool) -> Result<Principal, ApiError> {
-    let verifier = req
-        .app_data::<web::Data<Verifier>>()
-        .expect("the verifier is registered as app data");
+    let verifier = verifier(req);
     if let Some(token) = bearer(req)? {
         return verifier.verify(token);
     }
@@ -293,7 +390,7 @@ macro_rules! principal_extractor {
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
                 let scope: Option<Scope> = $scope;
                 ready(authenticate(req, $query).and_then(|p| match scope {
-                    Some(s) => p.require(s),
+                    Some(s) => verifier(req).require(p, s),
                     None => Ok(p),
                 }).map($name))
             }

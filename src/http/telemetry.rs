@@ -1,4 +1,4 @@
-//! Logs and metrics.
+//! Request logs and metrics.
 //!
 //! Request spans record the path but never the query string: `access_token`
 //! travels there, and no token may reach a log line.
@@ -12,32 +12,8 @@ use actix_web::{Error, HttpMessage};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 
 use crate::http::state::AppState;
-use crate::settings::LogSettings;
-
-/// Installs the global subscriber; `RUST_LOG` overrides the configured level.
-pub fn init_logging<W>(settings: &LogSettings, writer: W)
-where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
-{
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = if settings.format == "json" {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init()
-    } else {
-        builder.try_init()
-    };
-}
 
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics_handle() -> &'static PrometheusHandle {
@@ -150,8 +126,8 @@ impl RootSpanBuilder for RedactedRootSpan {
             metrics::counter!(
                 "herald_http_requests_total",
                 "route" => route,
-                "method" => response.request().method().to_string(),
-                "status" => status.to_string()
+                "method" => method_label(response.request().method()),
+                "status" => status_label(status)
             )
             .increment(1);
             span.in_scope(|| {
@@ -164,3 +140,60 @@ impl RootSpanBuilder for RedactedRootSpan {
 
 #[derive(Clone, Copy)]
 struct Started(Instant);
+
+// Every label value of a request series comes from a closed set: anyone can
+// send any method to any path without a token, and each new label value is
+// a new series kept in memory and in every scrape for the process's life.
+// The route is the matched pattern (from the route table) or `unmatched`.
+
+/// The standard methods by name; anything else is `other`.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The status codes this service answers with by number; any other as its
+/// class (`2xx` ... `5xx`).
+fn status_label(status: u16) -> &'static str {
+    const KNOWN: [(u16, &str); 20] = [
+        (101, "101"),
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (406, "406"),
+        (408, "408"),
+        (409, "409"),
+        (413, "413"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (431, "431"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    if let Some((_, label)) = KNOWN.iter().find(|(code, _)| *code == status) {
+        return label;
+    }
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

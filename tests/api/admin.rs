@@ -79,7 +79,7 @@ async fn every_admin_endpoint_needs_the_admin_scope() {
         ("POST", "/v1/broadcasts".to_owned()),
         ("GET", format!("/v1/admin/broadcasts/{}", uuid::Uuid::nil())),
     ];
-    let user = app.token("victim", None);
+    let user = app.token("victim", &[]);
     let publisher = app.publisher();
     for (method, path) in &endpoints {
         let request = |token: Option<&str>| {
@@ -326,7 +326,7 @@ async fn admin_delete_emits_deleted_to_the_user_and_reaches_no_one_else() {
         let other = app.publish(&["bystander"], "not yours").await.remove(0);
         let id = item["id"].as_str().unwrap();
         let mut stream = app
-            .sse_with_token(&app.token(&user, None), Some("2"), None)
+            .sse_with_token(&app.token(&user, &[]), Some("2"), None)
             .await;
 
         // Another user's notification is not reachable through this user.
@@ -367,7 +367,7 @@ async fn raw_stream(app: &TestApp, user: &str) -> reqwest::Response {
     let r = app
         .http
         .get(app.url("/v1/me/stream"))
-        .bearer_auth(app.token(user, None))
+        .bearer_auth(app.token(user, &[]))
         .send()
         .await
         .unwrap();

@@ -83,7 +83,7 @@ async fn bad_signature_none_and_other_algorithms_are_refused() {
     assert_problem(list_with(&app, &other_key).await, 401, "signature").await;
 
     // Same secret, but HS384: the algorithm is pinned by configuration.
-    let secret = b"herald-development-secret-change-me";
+    let secret = crate::helpers::TEST_SECRET.as_bytes();
     let hs384 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS384),
         &c,
@@ -115,7 +115,7 @@ async fn a_token_without_sub_is_refused() {
 async fn publishing_needs_the_publish_or_admin_scope() {
     let app = TestApp::spawn().await;
     let body = serde_json::json!({"recipients": ["x"], "title": "t"});
-    let user = app.token("someone", None);
+    let user = app.token("someone", &[]);
     let r = app
         .http
         .post(app.url("/v1/notifications"))
@@ -125,7 +125,9 @@ async fn publishing_needs_the_publish_or_admin_scope() {
         .await
         .unwrap();
     assert_problem(r, 403, "`publish` scope").await;
-    let other_scope = app.token("someone", Some("read write"));
+    let mut other = claims(Some("someone"), now() + 3600);
+    other.scope = Some("read write".into());
+    let other_scope = app.sign(&other);
     let r = app
         .http
         .post(app.url("/v1/notifications"))
@@ -155,7 +157,7 @@ async fn publishing_needs_the_publish_or_admin_scope() {
 #[tokio::test]
 async fn access_token_is_refused_outside_the_streaming_endpoints() {
     let app = TestApp::spawn().await;
-    let token = app.token("u", None);
+    let token = app.token("u", &[]);
     let r = app
         .http
         .get(app.url(&format!("/v1/me/notifications?access_token={token}")))
@@ -264,13 +266,13 @@ async fn es256_with_a_public_key_and_no_algorithm_confusion() {
     let (private, public) = key_pair("ec");
     let public_pem = std::fs::read(&public).unwrap();
     let app = TestApp::spawn_with(|s| {
-        s.auth.algorithm = "ES256".into();
+        s.auth.algorithm = herald::settings::JwtAlgorithm::ES256;
         s.auth.public_key_file = public.clone();
         s.auth.private_key_file = private.clone();
     })
     .await;
     assert_eq!(
-        list_with(&app, &app.token("ec-user", None)).await.status(),
+        list_with(&app, &app.token("ec-user", &[])).await.status(),
         200
     );
     let c = claims(Some("ec-user"), now() + 3600);
@@ -306,7 +308,7 @@ async fn rs256_with_issuer_and_audience_checks() {
     let (private, public) = key_pair("rsa");
     let public_pem = std::fs::read(&public).unwrap();
     let app = TestApp::spawn_with(|s| {
-        s.auth.algorithm = "RS256".into();
+        s.auth.algorithm = herald::settings::JwtAlgorithm::RS256;
         s.auth.public_key_file = public.clone();
         s.auth.private_key_file = private.clone();
         s.auth.issuer = "https://id.example".into();
@@ -340,4 +342,125 @@ async fn rs256_with_issuer_and_audience_checks() {
         "configured algorithm",
     )
     .await;
+}
+
+/// The configured scope names (default `herald:publish`/`herald:admin`)
+/// always work; the short v1 names only in the local environment.
+#[tokio::test]
+async fn configured_scope_names_and_short_names_only_in_the_local_environment() {
+    let publish_with = |scope: &str| {
+        let mut c = claims(Some("scoped-publisher"), now() + 3600);
+        c.scope = Some(scope.to_owned());
+        c
+    };
+    let body = serde_json::json!({"recipients": ["scoped"], "title": "t"});
+    let local = TestApp::spawn().await;
+    assert_eq!(local.settings.auth.scope_publish, "herald:publish");
+    assert_eq!(local.settings.auth.scope_admin, "herald:admin");
+    for scope in ["herald:publish", "publish", "herald:admin", "admin"] {
+        let r = local
+            .http
+            .post(local.url("/v1/notifications"))
+            .bearer_auth(local.sign(&publish_with(scope)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{scope} in the local environment");
+    }
+
+    let production = TestApp::spawn_with(|s| {
+        s.environment = "production".into();
+        s.auth.scope_publish = "notify:send".into();
+        s.auth.scope_admin = "notify:operate".into();
+    })
+    .await;
+    for scope in ["publish", "admin", "herald:publish", "herald:admin"] {
+        let r = production
+            .http
+            .post(production.url("/v1/notifications"))
+            .bearer_auth(production.sign(&publish_with(scope)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(r, 403, "`notify:send`").await;
+    }
+    assert_eq!(production.row_counts().await, (0, 0, 0, 0));
+    for scope in ["notify:send", "notify:operate"] {
+        let r = production
+            .http
+            .post(production.url("/v1/notifications"))
+            .bearer_auth(production.sign(&publish_with(scope)))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{scope}");
+    }
+    // The signer (`herald token`, the tests) writes the configured names.
+    let r = production
+        .http
+        .get(production.url("/v1/admin/stats"))
+        .bearer_auth(production.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let app = TestApp::spawn().await;
+    let leeway = app.settings.auth.leeway_secs as i64;
+    let mut c = claims(Some("u"), now() + 7200);
+    c.iat = Some(now() + leeway + 600);
+    assert_problem(
+        list_with(&app, &app.sign(&c)).await,
+        401,
+        "issued in the future",
+    )
+    .await;
+    // Within the leeway (clock skew) it is fine.
+    c.iat = Some(now() + leeway / 2);
+    assert_eq!(list_with(&app, &app.sign(&c)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_audience_array_is_accepted_when_it_holds_the_configured_audience() {
+    let app = TestApp::spawn_with(|s| s.auth.audience = "herald".into()).await;
+    let mut c = claims(Some("aud-user"), now() + 3600);
+    c.aud = Some(vec!["billing".to_owned(), "herald".to_owned()].into());
+    assert_eq!(list_with(&app, &app.sign(&c)).await.status(), 200);
+    c.aud = Some(vec!["billing".to_owned(), "other".to_owned()].into());
+    assert_problem(list_with(&app, &app.sign(&c)).await, 401, "audience").await;
+    c.aud = Some("herald".into());
+    assert_eq!(list_with(&app, &app.sign(&c)).await.status(), 200);
+    c.aud = None;
+    assert_problem(list_with(&app, &app.sign(&c)).await, 401, "required claim").await;
+}
+
+#[tokio::test]
+async fn public_keys_need_a_configured_audience_outside_the_local_environment() {
+    let (private, public) = key_pair("ec");
+    let mut settings = crate::helpers::test_settings();
+    settings.auth.algorithm = herald::settings::JwtAlgorithm::ES256;
+    settings.auth.public_key_file = public.clone();
+    settings.auth.private_key_file = private.clone();
+    settings.environment = "production".into();
+    let error = herald::http::auth::Verifier::from_settings(&settings)
+        .err()
+        .expect("no audience outside the local environment is refused")
+        .to_string();
+    assert!(error.contains("auth.audience"), "{error}");
+    // With one, tokens without `aud` are refused.
+    let app = TestApp::spawn_with(|s| {
+        *s = settings.clone();
+        s.auth.audience = "herald".into();
+    })
+    .await;
+    let mut c = claims(Some("ec-user"), now() + 3600);
+    assert_problem(list_with(&app, &app.sign(&c)).await, 401, "required claim").await;
+    c.aud = Some("herald".into());
+    assert_eq!(list_with(&app, &app.sign(&c)).await.status(), 200);
 }

@@ -230,7 +230,7 @@ fn decode_base64(text: &str) -> Vec<u8> {
 }
 
 fn page_url(app: &TestApp, user: &str, query: &str) -> String {
-    format!("{}/{query}#token={}", app.address, app.token(user, None))
+    format!("{}/{query}#token={}", app.address, app.token(user, &[]))
 }
 
 const LIVE: &str = "document.body.dataset.connection === 'live'";

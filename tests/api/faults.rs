@@ -4,6 +4,7 @@
 //! Real processes, real PostgreSQL, real SSE / WebSocket / long-poll clients;
 //! every check is exact: each event exactly once, in seq order.
 
+use herald::http::auth::Scope;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,12 +66,12 @@ impl Service {
     }
 
     fn token(&self, user: &str) -> String {
-        self.signer.token_for(user, None, 3600).unwrap()
+        self.signer.token_for(user, &[], 3600).unwrap()
     }
 
     fn publisher(&self) -> String {
         self.signer
-            .token_for("fault-publisher", Some("publish"), 3600)
+            .token_for("fault-publisher", &[Scope::Publish], 3600)
             .unwrap()
     }
 
@@ -1017,7 +1018,7 @@ impl StalledSse {
         let mut socket = socket.connect(addr).await.unwrap();
         let request = format!(
             "GET /v1/me/stream?last_event_id=0 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
-            app.token(user, None)
+            app.token(user, &[])
         );
         socket.write_all(request.as_bytes()).await.unwrap();
         let mut received = Vec::new();

@@ -10,7 +10,7 @@ use eventsource_stream::{Event as SseEvent, Eventsource};
 use futures_util::{Stream, StreamExt};
 use herald::app::embedded_pg::{EmbeddedPostgres, Options, connect_with_retry};
 use herald::app::startup::{AppHandle, Application};
-use herald::http::auth::{Claims, Signer};
+use herald::http::auth::{Claims, Scope, Signer};
 use herald::settings::Settings;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgPool};
@@ -130,9 +130,17 @@ pub async fn fresh_database() -> String {
     server.url(&name)
 }
 
+/// The HS256 secret the test servers run with: the development secret is
+/// refused when the tests use an external database (`DATABASE_URL`).
+pub const TEST_SECRET: &str = "herald-test-secret-not-for-production";
+
 pub fn test_settings() -> Settings {
-    let mut s =
-        Settings::load_from(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")).unwrap();
+    let env = std::env::vars().chain([("HERALD_JWT_SECRET".to_owned(), TEST_SECRET.to_owned())]);
+    let mut s = Settings::load_with(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"),
+        env,
+    )
+    .unwrap();
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     s.database.max_connections = 10;
@@ -206,8 +214,8 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    pub fn token(&self, sub: &str, scope: Option<&str>) -> String {
-        self.signer.token_for(sub, scope, 3600).unwrap()
+    pub fn token(&self, sub: &str, scopes: &[Scope]) -> String {
+        self.signer.token_for(sub, scopes, 3600).unwrap()
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
@@ -215,11 +223,11 @@ impl TestApp {
     }
 
     pub fn publisher(&self) -> String {
-        self.token("publisher-service", Some("publish"))
+        self.token("publisher-service", &[Scope::Publish])
     }
 
     pub fn admin(&self) -> String {
-        self.token("operator", Some("admin"))
+        self.token("operator", &[Scope::Admin])
     }
 
     pub async fn post_notification(&self, body: &Value) -> reqwest::Response {
@@ -245,7 +253,7 @@ impl TestApp {
     pub async fn get_as(&self, user: &str, path: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
-            .bearer_auth(self.token(user, None))
+            .bearer_auth(self.token(user, &[]))
             .send()
             .await
             .unwrap()
@@ -254,7 +262,7 @@ impl TestApp {
     pub async fn post_as(&self, user: &str, path: &str) -> reqwest::Response {
         self.http
             .post(self.url(path))
-            .bearer_auth(self.token(user, None))
+            .bearer_auth(self.token(user, &[]))
             .send()
             .await
             .unwrap()
@@ -270,7 +278,7 @@ impl TestApp {
 
     /// Opens an SSE stream for `user`, resuming via header and/or query.
     pub async fn sse(&self, user: &str, header: Option<&str>, query: Option<&str>) -> SseClient {
-        let token = self.token(user, None);
+        let token = self.token(user, &[]);
         self.sse_with_token(&token, header, query).await
     }
 
@@ -473,7 +481,7 @@ fn init_test_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let mut settings = test_settings().log;
-        settings.format = "json".into();
-        herald::http::telemetry::init_logging(&settings, || CaptureWriter);
+        settings.format = herald::settings::LogFormat::Json;
+        herald::app::logging::init_logging(&settings, || CaptureWriter, false);
     });
 }

@@ -1,15 +1,16 @@
 //! No token, and no `access_token` value, ever reaches a log line.
 
 use crate::helpers::{TestApp, captured_logs, wait_for};
+use herald::http::auth::Scope;
 
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
     let app = TestApp::spawn().await;
     let marker = uuid::Uuid::new_v4().simple().to_string();
     let user = format!("log-user-{marker}");
-    let header_token = app.token(&user, None);
-    let query_token = app.token(&user, Some("publish"));
-    let expired = app.signer.token_for(&user, None, -3600).unwrap();
+    let header_token = app.token(&user, &[]);
+    let query_token = app.token(&user, &[Scope::Publish]);
+    let expired = app.signer.token_for(&user, &[], -3600).unwrap();
     let tokens = [&header_token, &query_token, &expired];
 
     // Header, query (stream and WebSocket), failed auth by header and by

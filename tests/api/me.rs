@@ -113,7 +113,7 @@ async fn a_notification_can_be_read_unread_and_deleted_by_its_owner_only() {
     let del = app
         .http
         .delete(app.url(&path))
-        .bearer_auth(app.token("stranger", None))
+        .bearer_auth(app.token("stranger", &[]))
         .send()
         .await
         .unwrap();
@@ -157,7 +157,7 @@ async fn a_notification_can_be_read_unread_and_deleted_by_its_owner_only() {
     let del = app
         .http
         .delete(app.url(&path))
-        .bearer_auth(app.token("owner", None))
+        .bearer_auth(app.token("owner", &[]))
         .send()
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 //! as "grew by at least", never as exact totals.
 
 use crate::helpers::{TestApp, wait_for};
+use herald::http::auth::Scope;
 
 async fn scrape(app: &TestApp) -> String {
     let r = app.http.get(app.url("/metrics")).send().await.unwrap();
@@ -110,7 +111,7 @@ async fn the_publish_rate_limit_answers_429_and_recovers() {
         "the refused publish created nothing"
     );
     // Another publisher has its own budget.
-    let other = app.token("other-publisher", Some("publish"));
+    let other = app.token("other-publisher", &[Scope::Publish]);
     let r = app
         .http
         .post(app.url("/v1/notifications"))
@@ -122,4 +123,89 @@ async fn the_publish_rate_limit_answers_429_and_recovers() {
     assert_eq!(r.status(), 201);
     // The bucket refills.
     wait_for(|| async { app.post_notification(&body).await.status() == 201 }).await;
+}
+
+/// Label values of `herald_http_requests_total` come from closed sets, so
+/// requests with invented methods and paths (no token needed) cannot grow
+/// `/metrics` and the process without bound.
+#[tokio::test]
+async fn invented_methods_and_paths_do_not_grow_the_series() {
+    let app = TestApp::spawn().await;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let attack = |round: usize| {
+        let (app, marker) = (&app, marker.clone());
+        async move {
+            for i in 0..100 {
+                let method = format!("X{round}Y{i}{}", &marker[..8]).to_uppercase();
+                let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+                for path in [format!("/inv-{marker}-{round}-{i}"), "/healthz".to_owned()] {
+                    let r = app
+                        .http
+                        .request(method.clone(), app.url(&path))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(
+                        r.status().is_client_error(),
+                        "{method} {path}: {}",
+                        r.status()
+                    );
+                }
+            }
+        }
+    };
+    let series = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("herald_http_requests_total{"))
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_owned())
+            .collect()
+    };
+    attack(1).await;
+    let after_one = scrape(&app).await;
+    attack(2).await;
+    let after_two = scrape(&app).await;
+    assert!(
+        !after_two.to_lowercase().contains(&marker[..8]),
+        "a request's method or path became a label"
+    );
+    assert!(
+        !after_two.contains("/inv-"),
+        "an unmatched path became a label"
+    );
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+    ];
+    for line in series(&after_two) {
+        let method = line
+            .split("method=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(methods.contains(&method), "{line}");
+        let status = line
+            .split("status=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(status.len() == 3, "{line}");
+    }
+    let other = |text: &str| {
+        series(text)
+            .into_iter()
+            .filter(|l| l.contains("method=\"other\""))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(
+        !other(&after_one).is_empty(),
+        "the invented methods were counted"
+    );
+    assert_eq!(
+        other(&after_one),
+        other(&after_two),
+        "a second round added series"
+    );
 }

@@ -76,7 +76,7 @@ async fn a_held_poll_is_released_by_a_publish_on_another_instance() {
     let b = TestApp::spawn_on(&a.db_url, |_| {}).await;
     let http = b.http.clone();
     let url = b.url("/v1/me/events?after=0&wait=30");
-    let token = b.token("sam", None);
+    let token = b.token("sam", &[]);
     let started = Instant::now();
     let held = tokio::spawn(async move {
         http.get(url)
@@ -109,7 +109,7 @@ async fn many_waiting_polls_hold_no_database_connections() {
         let (http, url, token) = (
             app.http.clone(),
             app.url("/v1/me/events?after=0&wait=30"),
-            app.token(user, None),
+            app.token(user, &[]),
         );
         held.push(tokio::spawn(async move {
             http.get(url)
@@ -156,7 +156,7 @@ async fn switching_transports_mid_stream_loses_and_repeats_nothing() {
         app.publish(&[user], &format!("b{i}")).await;
     }
     // ...then WebSocket from 3 until 6...
-    let mut socket = crate::ws::connect(&app, &app.token(user, None), Some("3")).await;
+    let mut socket = crate::ws::connect(&app, &app.token(user, &[]), Some("3")).await;
     for _ in 0..3 {
         seen.push(
             crate::ws::next_json(&mut socket).await["seq"]
@@ -184,7 +184,7 @@ async fn thousands_of_polls_from_one_user_are_capped_and_leave_other_users_unaff
     let app = TestApp::spawn().await;
     let cap = app.settings.stream.max_streams_per_user;
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let token = app.token("hog", None);
+    let token = app.token("hog", &[]);
     // At most this many requests on the wire at once (refused ones return
     // their connection for the next), so the client's sockets stay few.
     let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(200));

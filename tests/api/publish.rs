@@ -1,6 +1,7 @@
 //! Publishing: the answer, validation, idempotency, and that a failed
 //! request changes nothing.
 
+use herald::http::auth::Scope;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem};
@@ -185,7 +186,7 @@ async fn a_retry_with_the_same_key_and_body_returns_the_first_answer_and_creates
     assert_eq!(again.json::<Value>().await.unwrap(), first);
     assert_eq!(app.row_counts().await, (2, 2, 0, 1));
     // Another publisher's identical key is its own.
-    let other = app.token("other-service", Some("publish"));
+    let other = app.token("other-service", &[Scope::Publish]);
     let r = app
         .http
         .post(app.url("/v1/notifications"))

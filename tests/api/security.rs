@@ -66,7 +66,9 @@ fn raw_token(header: &str, payload: &str, secret: &[u8]) -> String {
     format!("{message}.{signature}")
 }
 
-const DEV_SECRET: &[u8] = b"herald-development-secret-change-me";
+/// The test servers' HS256 secret (the development one is refused with
+/// an external database).
+const SECRET: &[u8] = crate::helpers::TEST_SECRET.as_bytes();
 
 fn host(app: &TestApp) -> String {
     app.address.trim_start_matches("http://").to_owned()
@@ -199,7 +201,7 @@ async fn by_default_no_origin_gets_cross_origin_access() {
         .http
         .get(app.url("/v1/me/notifications"))
         .header("Origin", "https://evil.example")
-        .bearer_auth(app.token("carol", None))
+        .bearer_auth(app.token("carol", &[]))
         .send()
         .await
         .unwrap();
@@ -210,7 +212,7 @@ async fn by_default_no_origin_gets_cross_origin_access() {
         .http
         .post(app.url("/v1/me/notifications/read-all"))
         .header("Origin", &app.address)
-        .bearer_auth(app.token("carol", None))
+        .bearer_auth(app.token("carol", &[]))
         .send()
         .await
         .unwrap();
@@ -251,7 +253,7 @@ async fn a_configured_origin_is_allowed_and_no_other() {
         .http
         .get(app.url("/v1/me/notifications"))
         .header("Origin", allowed)
-        .bearer_auth(app.token("dave", None))
+        .bearer_auth(app.token("dave", &[]))
         .send()
         .await
         .unwrap();
@@ -282,7 +284,7 @@ async fn a_configured_origin_is_allowed_and_no_other() {
         .http
         .get(app.url("/v1/me/stream"))
         .header("Origin", allowed)
-        .bearer_auth(app.token("dave", None))
+        .bearer_auth(app.token("dave", &[]))
         .send()
         .await
         .unwrap();
@@ -309,7 +311,7 @@ async fn a_configured_origin_is_allowed_and_no_other() {
             .http
             .get(app.url("/v1/me/notifications"))
             .header("Origin", origin)
-            .bearer_auth(app.token("dave", None))
+            .bearer_auth(app.token("dave", &[]))
             .send()
             .await
             .unwrap();
@@ -366,7 +368,7 @@ async fn a_wildcard_allows_any_origin_but_never_credentials() {
         .http
         .get(app.url("/v1/me/notifications"))
         .header("Origin", "https://anyone.example")
-        .bearer_auth(app.token("erin", None))
+        .bearer_auth(app.token("erin", &[]))
         .send()
         .await
         .unwrap();
@@ -447,7 +449,7 @@ async fn the_page_runs_no_inline_code_and_no_response_can_be_framed_or_sniffed()
     let stream = app
         .http
         .get(app.url("/v1/me/stream"))
-        .bearer_auth(app.token("fay", None))
+        .bearer_auth(app.token("fay", &[]))
         .send()
         .await
         .unwrap();
@@ -572,7 +574,7 @@ async fn bodies_over_the_limit_get_413_with_or_without_a_length() {
 #[tokio::test]
 async fn websocket_frames_over_64_kib_close_the_socket() {
     let app = TestApp::spawn().await;
-    let mut socket = crate::ws::connect(&app, &app.token("hal", None), None).await;
+    let mut socket = crate::ws::connect(&app, &app.token("hal", &[]), None).await;
     let fits = format!(r#"{{"op":"ping","ref":"{}"}}"#, "r".repeat(60 * 1024));
     socket.send(Message::text(fits)).await.unwrap();
     assert_eq!(crate::ws::next_json(&mut socket).await["type"], "pong");
@@ -648,12 +650,12 @@ async fn streams_and_long_polls_outlive_the_request_timeout() {
     })
     .await;
     let mut sse = app.sse("ivy", None, None).await;
-    let mut socket = crate::ws::connect(&app, &app.token("ivy", None), None).await;
+    let mut socket = crate::ws::connect(&app, &app.token("ivy", &[]), None).await;
     let poll = {
         let (http, url, token) = (
             app.http.clone(),
             app.url("/v1/me/events?after=0&wait=30"),
-            app.token("ivy", None),
+            app.token("ivy", &[]),
         );
         tokio::spawn(async move {
             let r = http.get(url).bearer_auth(token).send().await.unwrap();
@@ -829,14 +831,14 @@ async fn key_naming_headers_never_choose_the_key() {
     // With the configured key, a `kid` changes nothing: it is ignored.
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("some-other-key".into());
-    let genuine = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(DEV_SECRET)).unwrap();
+    let genuine = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
     assert_eq!(list_with(&app, &genuine).await.status(), 200);
 
     // `crit` names extensions that must be understood; none are.
     let crit = raw_token(
         r#"{"alg":"HS256","typ":"JWT","crit":["b64"],"b64":false}"#,
         &serde_json::to_string(&claims).unwrap(),
-        DEV_SECRET,
+        SECRET,
     );
     assert_problem(list_with(&app, &crit).await, 401, "`crit`").await;
 }
@@ -867,7 +869,7 @@ async fn claims_cannot_smuggle_scopes_or_odd_users() {
         let token = raw_token(
             r#"{"alg":"HS256","typ":"JWT"}"#,
             &payload.to_string(),
-            DEV_SECRET,
+            SECRET,
         );
         assert_problem(stats(token).await, 403, "`admin` scope").await;
     }
@@ -886,7 +888,7 @@ async fn claims_cannot_smuggle_scopes_or_odd_users() {
         json!({"sub": "a\u{1b}[31mb", "exp": exp}).to_string(),
         json!({"sub": "a\u{85}b", "exp": exp}).to_string(),
     ] {
-        let token = raw_token(r#"{"alg":"HS256","typ":"JWT"}"#, &payload, DEV_SECRET);
+        let token = raw_token(r#"{"alg":"HS256","typ":"JWT"}"#, &payload, SECRET);
         let r = stats(token).await;
         assert_eq!(r.status(), 401, "{payload}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -970,7 +972,7 @@ async fn confusable_user_ids_reach_only_their_own_data_on_every_transport() {
         let first = sse.next().await.unwrap();
         assert_eq!(data(&first)["title"], format!("first for {user}"));
         streams.push(sse);
-        let mut socket = crate::ws::connect(&other, &app.token(user, None), Some("0")).await;
+        let mut socket = crate::ws::connect(&other, &app.token(user, &[]), Some("0")).await;
         let frame = crate::ws::next_json(&mut socket).await;
         assert_eq!(frame["data"]["title"], format!("first for {user}"));
         sockets.push(socket);
@@ -1058,7 +1060,7 @@ async fn odd_ids_keep_log_lines_intact_and_control_characters_are_refused() {
     let marker = uuid::Uuid::new_v4().simple().to_string();
     let user = format!("q\"{marker}\\\",\"user\":\"operator\"}}\n{{");
     // A newline anywhere: refused as a subject, a recipient and a path.
-    let newline = app.token(&user, None);
+    let newline = app.token(&user, &[]);
     assert_problem(list_with(&app, &newline).await, 401, "control characters").await;
     let r = app
         .post_notification(&json!({"recipients": [user], "title": "t"}))
@@ -1158,7 +1160,7 @@ async fn every_admin_route_needs_the_admin_scope() {
         .filter(|(_, path)| is_admin_route(path))
         .collect();
     assert!(admin_routes.len() >= 6, "{admin_routes:?}");
-    let user = app.token("victim", None);
+    let user = app.token("victim", &[]);
     let publisher = app.publisher();
     for (method, pattern) in &admin_routes {
         let path = fill(pattern);

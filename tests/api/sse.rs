@@ -45,7 +45,7 @@ async fn the_stream_starts_with_retry_and_sets_proxy_headers() {
         .http
         .get(app.url(&format!(
             "/v1/me/stream?access_token={}",
-            app.token("bob", None)
+            app.token("bob", &[])
         )))
         .send()
         .await
@@ -68,7 +68,7 @@ async fn heartbeats_arrive_at_the_configured_interval() {
     let response = app
         .http
         .get(app.url("/v1/me/stream"))
-        .bearer_auth(app.token("hb", None))
+        .bearer_auth(app.token("hb", &[]))
         .send()
         .await
         .unwrap();
@@ -257,7 +257,7 @@ async fn state_changes_are_streamed_as_events() {
     let deleted = app
         .http
         .delete(app.url(&format!("/v1/me/notifications/{b}")))
-        .bearer_auth(app.token("jack", None))
+        .bearer_auth(app.token("jack", &[]))
         .send()
         .await
         .unwrap();
@@ -300,7 +300,7 @@ async fn streams_per_user_are_capped() {
     let third = app
         .http
         .get(app.url("/v1/me/stream"))
-        .bearer_auth(app.token("kim", None))
+        .bearer_auth(app.token("kim", &[]))
         .send()
         .await
         .unwrap();
@@ -313,7 +313,7 @@ async fn streams_per_user_are_capped() {
     crate::helpers::wait_for(|| async {
         app.http
             .get(app.url("/v1/me/stream"))
-            .bearer_auth(app.token("kim", None))
+            .bearer_auth(app.token("kim", &[]))
             .send()
             .await
             .unwrap()
@@ -326,7 +326,7 @@ async fn streams_per_user_are_capped() {
 #[tokio::test]
 async fn the_stream_closes_when_the_token_expires() {
     let app = TestApp::spawn_with(|s| s.auth.leeway_secs = 0).await;
-    let token = app.signer.token_for("mia", None, 2).unwrap();
+    let token = app.signer.token_for("mia", &[], 2).unwrap();
     let mut stream = app.sse_with_token(&token, None, None).await;
     stream.ended().await;
 }
@@ -355,7 +355,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_resumes_from_the_log() 
     let response = app
         .http
         .get(app.url("/v1/me/stream?last_event_id=0"))
-        .bearer_auth(app.token("olga", None))
+        .bearer_auth(app.token("olga", &[]))
         .send()
         .await
         .unwrap();

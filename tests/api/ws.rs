@@ -66,7 +66,7 @@ async fn replay_then_live_frames_in_order() {
     for i in 1..=3 {
         app.publish(&["wendy"], &format!("n{i}")).await;
     }
-    let mut socket = connect(&app, &app.token("wendy", None), Some("1")).await;
+    let mut socket = connect(&app, &app.token("wendy", &[]), Some("1")).await;
     let a = next_json(&mut socket).await;
     let b = next_json(&mut socket).await;
     assert_eq!(
@@ -91,12 +91,12 @@ async fn replay_then_live_frames_in_order() {
 async fn an_unusable_resume_point_gets_reset() {
     let app = TestApp::spawn().await;
     app.publish(&["walt"], "one").await;
-    let mut socket = connect(&app, &app.token("walt", None), Some("banana")).await;
+    let mut socket = connect(&app, &app.token("walt", &[]), Some("banana")).await;
     assert_eq!(
         next_json(&mut socket).await,
         json!({"seq": 1, "type": "reset", "data": {"last_seq": 1}})
     );
-    let mut socket = connect(&app, &app.token("walt", None), Some("7")).await;
+    let mut socket = connect(&app, &app.token("walt", &[]), Some("7")).await;
     assert_eq!(next_json(&mut socket).await["type"], "reset");
 }
 
@@ -105,7 +105,7 @@ async fn commands_are_answered_and_bad_frames_get_error_frames() {
     let app = TestApp::spawn().await;
     let items = app.publish(&["wu"], "to read").await;
     let id = items[0]["id"].as_str().unwrap();
-    let mut socket = connect(&app, &app.token("wu", None), Some("1")).await;
+    let mut socket = connect(&app, &app.token("wu", &[]), Some("1")).await;
 
     socket
         .send(Message::text(r#"{"op":"ping","ref":"p1"}"#))
@@ -193,7 +193,7 @@ async fn commands_are_answered_and_bad_frames_get_error_frames() {
 #[tokio::test]
 async fn the_socket_closes_with_4001_when_the_token_expires() {
     let app = TestApp::spawn_with(|s| s.auth.leeway_secs = 0).await;
-    let token = app.signer.token_for("wes", None, 2).unwrap();
+    let token = app.signer.token_for("wes", &[], 2).unwrap();
     let mut socket = connect(&app, &token, None).await;
     assert_eq!(
         closed(&mut socket).await,
@@ -207,7 +207,7 @@ async fn a_plain_get_is_not_a_handshake() {
     let r = app
         .http
         .get(app.url("/v1/me/ws"))
-        .bearer_auth(app.token("x", None))
+        .bearer_auth(app.token("x", &[]))
         .send()
         .await
         .unwrap();
@@ -223,7 +223,7 @@ async fn a_socket_that_stops_reading_is_closed_and_resumes_from_the_log() {
         s.stream.slow_client_timeout_ms = 300;
     })
     .await;
-    let token = app.token("wilma", None);
+    let token = app.token("wilma", &[]);
     let mut socket = connect(&app, &token, Some("0")).await;
     let total = 3000;
     crate::helpers::publish_many(&app, "wilma", total, &"y".repeat(4000)).await;
@@ -250,7 +250,7 @@ async fn a_socket_that_stops_reading_is_closed_and_resumes_from_the_log() {
 #[tokio::test]
 async fn an_administrators_disconnect_closes_the_socket_with_4002() {
     let app = TestApp::spawn().await;
-    let mut socket = connect(&app, &app.token("walker", None), None).await;
+    let mut socket = connect(&app, &app.token("walker", &[]), None).await;
     let r = app
         .http
         .post(app.url("/v1/admin/users/walker/disconnect"))
@@ -271,7 +271,7 @@ async fn an_administrators_disconnect_closes_the_socket_with_4002() {
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_closed() {
     let app = TestApp::spawn_with(|s| s.server.heartbeat_secs = 1).await;
-    let mut socket = connect(&app, &app.token("wynn", None), None).await;
+    let mut socket = connect(&app, &app.token("wynn", &[]), None).await;
     // Not reading means not answering the server's pings; after two
     // intervals of silence the server gives up on this peer.
     crate::helpers::wait_for(|| async {
