@@ -5,5 +5,5 @@
 
 mod cluster;
 mod proxy;
-
+mod recipes;
 mod rolling_restart;
