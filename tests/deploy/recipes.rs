@@ -1,4 +1,4 @@
-//! `docs/api.md` runs as written: its ```sh blocks, in order, in one bash
+//! `docs/api.md` and `README.zh-CN.md` run as written: its ```sh blocks, in order, in one bash
 //! with `set -euo pipefail`, against a fresh `herald serve` (with `herald`
 //! on PATH for the token recipes). Every line a block shows after `# → ` is
 //! compared with what the block printed, line by line: JSON (also after an
@@ -111,13 +111,28 @@ fn line_matches(template: &str, actual: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_recipes_run_as_written_and_answer_as_shown() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(root.join("docs/api.md")).unwrap();
-    let blocks = blocks(&doc);
-    assert!(blocks.len() >= 10, "only {} runnable blocks", blocks.len());
+    run_recipes("docs/api.md", 12, "recipes_en").await;
+}
 
-    let db = fresh_database("recipes").await;
-    let herald = Herald::start(&db, scratch_dir("recipes").join("herald.log")).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chinese_readme_recipes_run_as_written_and_answer_as_shown() {
+    run_recipes("README.zh-CN.md", 8, "recipes_zh").await;
+}
+
+/// Runs the ```sh blocks of `doc` (at least `min_blocks` of them) against
+/// a fresh server on database `name`.
+async fn run_recipes(doc: &str, min_blocks: usize, name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join(doc)).unwrap();
+    let blocks = blocks(&text);
+    assert!(
+        blocks.len() >= min_blocks,
+        "{doc}: only {} runnable blocks",
+        blocks.len()
+    );
+
+    let db = fresh_database(name).await;
+    let herald = Herald::start(&db, scratch_dir(name).join("herald.log")).await;
     let mut script = PRELUDE.to_owned();
     for block in &blocks {
         script.push_str(&block.code);
@@ -131,7 +146,7 @@ async fn the_api_recipes_run_as_written_and_answer_as_shown() {
     let out = tokio::process::Command::new("bash")
         .arg("-c")
         .arg(&script)
-        .current_dir(scratch_dir("recipes-shell"))
+        .current_dir(scratch_dir(&format!("{name}-shell")))
         .env("PATH", path)
         .env("HERALD", format!("http://127.0.0.1:{}", herald.port))
         .env("HERALD_JWT_SECRET", SECRET)
@@ -164,7 +179,7 @@ async fn the_api_recipes_run_as_written_and_answer_as_shown() {
                 .all(|(t, a)| line_matches(t, a));
         assert!(
             matches,
-            "docs/api.md line {}: the block shows\n{}\nbut printed\n{}",
+            "{doc} line {}: the block shows\n{}\nbut printed\n{}",
             block.line,
             block.expected.join("\n"),
             printed.join("\n")
