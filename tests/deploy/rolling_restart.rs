@@ -246,11 +246,19 @@ async fn rolling_restart_behind_nginx_delivers_every_acknowledged_notification_o
         );
     }
     // The restarts really cut the streams: each streaming subscriber had to
-    // reconnect at least once.
+    // reconnect at least once, and always found an instance behind nginx.
     for (via, r) in vias.iter().zip(&subscribers).take(3) {
         assert!(
             r.connections.load(Ordering::Relaxed) >= 2,
             "{via:?} was never cut"
         );
+        assert_eq!(*r.refused.lock().unwrap(), Vec::<String>::new(), "{via:?}");
     }
+    // Tokens travelled in stream URLs the whole time; no log has one.
+    let logs = d.nginx.all_logs();
+    assert!(logs.contains("GET /v1/me/stream"), "nothing logged");
+    assert!(
+        !logs.contains("access_token"),
+        "a token reached nginx's logs"
+    );
 }
