@@ -30,14 +30,37 @@ pub fn token(sub: &str, scope: Option<&str>) -> String {
     .unwrap()
 }
 
+const SCRATCH_PREFIX: &str = "herald-deploy-test-";
+
 /// A fresh directory for this test process.
 pub fn scratch_dir(name: &str) -> PathBuf {
+    remove_stale_scratch_dirs();
     let dir = std::env::temp_dir()
-        .join(format!("herald-deploy-test-{}", std::process::id()))
+        .join(format!("{SCRATCH_PREFIX}{}", std::process::id()))
         .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Scratch directories of earlier test processes that are gone (their
+/// PostgreSQL went with them).
+fn remove_stale_scratch_dirs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX));
+            if let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok())
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
 }
 
 /// The private PostgreSQL's URL for the database `postgres`.
