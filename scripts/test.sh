@@ -43,6 +43,14 @@ has_postgres || need postgresql "the PostgreSQL server (postgres, initdb)"
 # The browser tests drive a headless Chromium (HERALD_CHROMIUM names another).
 [ -x "${HERALD_CHROMIUM:-/usr/bin/chromium}" ] || need chromium "Chromium"
 
+# The deployment tests (tests/deploy) run Herald behind Debian's nginx with
+# the configuration in deploy/, make a test certificate with openssl, speak
+# HTTP/2 over TLS with curl, and run docs/api.md's recipes (curl, jq).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need nginx "nginx"
+for tool in curl jq openssl; do
+    command -v $tool >/dev/null || need $tool "$tool"
+done
+
 # Every target in one debug build with one feature set, so nothing is built
 # twice; --locked: test exactly the committed Cargo.lock; --no-fail-fast:
 # one run reports every failing test binary, not just the first.

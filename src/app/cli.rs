@@ -15,7 +15,8 @@ use crate::settings::Settings;
 #[derive(Parser)]
 #[command(
     name = "herald",
-    version,
+    // The version and the commit it was built from (build.rs).
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("HERALD_GIT_REVISION"), ")"),
     about = "Message-center notifications over SSE, WebSocket and long-polling"
 )]
 pub struct Cli {
