@@ -3,7 +3,7 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, data, wait_for};
+use crate::support::{TestApp, assert_problem, data, wait_for};
 
 /// Percent-encodes everything but unreserved characters, as a client must
 /// for a user id in a path (`/` as `%2F`, `%` as `%25`, UTF-8 bytes).
@@ -380,7 +380,7 @@ async fn read_to_end(response: reqwest::Response) -> String {
     let mut body = response.bytes_stream();
     let mut text = String::new();
     loop {
-        match tokio::time::timeout(crate::helpers::WAIT, body.next())
+        match tokio::time::timeout(crate::support::WAIT, body.next())
             .await
             .expect("the stream ends within the timeout")
         {

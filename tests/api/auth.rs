@@ -3,7 +3,7 @@
 use herald::http::auth::Claims;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -217,7 +217,7 @@ mod base64_helper {
 /// PKCS#8 PEM path, public PEM path).
 fn key_pair(kind: &str) -> (String, String) {
     let dir =
-        crate::helpers::scratch_dir(&format!("keys-{kind}-{}", uuid::Uuid::new_v4().simple()));
+        crate::support::scratch_dir(&format!("keys-{kind}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let private = dir.join("private.pem");
     let public = dir.join("public.pem");

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::helpers::{
+use crate::support::{
     TestApp, assert_problem, fresh_database, scratch_dir_path, start_private_postgres,
     test_settings, wait_for,
 };
@@ -1023,7 +1023,7 @@ impl StalledSse {
         let mut received = Vec::new();
         while !received.windows(4).any(|w| w == b"\r\n\r\n") {
             let mut byte = [0u8; 1];
-            let n = tokio::time::timeout(crate::helpers::WAIT, socket.read(&mut byte))
+            let n = tokio::time::timeout(crate::support::WAIT, socket.read(&mut byte))
                 .await
                 .expect("the response head in time")
                 .unwrap();
@@ -1318,7 +1318,7 @@ async fn churn_once(service: &Service, http: &reqwest::Client, user: &str, kind:
             assert_eq!(response.status(), 200);
             if kind == 0 {
                 let mut events = response.bytes_stream().eventsource();
-                let first = tokio::time::timeout(crate::helpers::WAIT, events.next())
+                let first = tokio::time::timeout(crate::support::WAIT, events.next())
                     .await
                     .unwrap()
                     .unwrap()
@@ -1338,7 +1338,7 @@ async fn churn_once(service: &Service, http: &reqwest::Client, user: &str, kind:
             let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
             if kind == 2 {
                 loop {
-                    let m = tokio::time::timeout(crate::helpers::WAIT, socket.next())
+                    let m = tokio::time::timeout(crate::support::WAIT, socket.next())
                         .await
                         .unwrap()
                         .unwrap()

@@ -1,6 +1,6 @@
 //! No token, and no `access_token` value, ever reaches a log line.
 
-use crate::helpers::{TestApp, captured_logs, wait_for};
+use crate::support::{TestApp, captured_logs, wait_for};
 
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use herald::live::connection_stats::Transport;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, wait_for};
+use crate::support::{TestApp, wait_for};
 
 async fn poll(app: &TestApp, user: &str, query: &str) -> Value {
     let r = app.get_as(user, &format!("/v1/me/events?{query}")).await;

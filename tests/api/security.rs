@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{TestApp, WAIT, assert_problem, captured_logs, data, wait_for};
+use crate::support::{TestApp, WAIT, assert_problem, captured_logs, data, wait_for};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -382,7 +382,7 @@ async fn a_wildcard_allows_any_origin_but_never_credentials() {
 #[tokio::test]
 async fn malformed_origins_are_refused_at_startup() {
     for bad in ["https://app.example/", "app.example", "https://App.example"] {
-        let dir = crate::helpers::scratch_dir(&format!("cors-{}", uuid::Uuid::new_v4().simple()));
+        let dir = crate::support::scratch_dir(&format!("cors-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("base.toml"),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{TestApp, WAIT, assert_problem};
+use crate::support::{TestApp, WAIT, assert_problem};
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -226,7 +226,7 @@ async fn a_socket_that_stops_reading_is_closed_and_resumes_from_the_log() {
     let token = app.token("wilma", None);
     let mut socket = connect(&app, &token, Some("0")).await;
     let total = 3000;
-    crate::helpers::publish_many(&app, "wilma", total, &"y".repeat(4000)).await;
+    crate::support::publish_many(&app, "wilma", total, &"y".repeat(4000)).await;
     let mut last = 0;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
@@ -274,7 +274,7 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
     let mut socket = connect(&app, &app.token("wynn", None), None).await;
     // Not reading means not answering the server's pings; after two
     // intervals of silence the server gives up on this peer.
-    crate::helpers::wait_for(|| async {
+    crate::support::wait_for(|| async {
         app.handle
             .state()
             .hub
