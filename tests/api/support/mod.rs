@@ -1,6 +1,17 @@
 //! What the tests share: the application under test and the clients and
-//! checks they drive it with.
+//! checks they drive it with. One file per concern.
 
 mod app;
+mod database;
+mod logs;
+mod problem;
+mod sse;
+mod tokens;
+mod wait;
 
-pub use app::*;
+pub use app::{TestApp, publish_many, test_settings};
+pub use database::{fresh_database, scratch_dir, scratch_dir_path, start_private_postgres};
+pub use logs::captured_logs;
+pub use problem::assert_problem;
+pub use sse::data;
+pub use wait::{WAIT, wait_for};
