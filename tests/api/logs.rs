@@ -26,7 +26,7 @@ async fn tokens_never_reach_the_logs() {
     );
     let stream = app.sse_with_token(&query_token, None, Some("0")).await;
     drop(stream);
-    let socket = crate::ws::connect(&app, &query_token, None).await;
+    let socket = crate::support::ws::connect(&app, &query_token, None).await;
     drop(socket);
     let r = app
         .http

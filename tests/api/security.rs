@@ -4,126 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use herald::http::auth::Claims;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::support::{TestApp, WAIT, assert_problem, captured_logs, data, wait_for};
-
-// ---------------------------------------------------------------------------
-// Helpers
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// Percent-encodes everything but unreserved characters, as a client must
-/// for a user id in a path.
-fn enc(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Unpadded base64url.
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-/// A token with exactly this header and payload text, HS256-signed with
-/// `secret` (so claims the typed API cannot express can be tried).
-fn raw_token(header: &str, payload: &str, secret: &[u8]) -> String {
-    let message = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-    let signature = jsonwebtoken::crypto::sign(
-        message.as_bytes(),
-        &EncodingKey::from_secret(secret),
-        Algorithm::HS256,
-    )
-    .unwrap();
-    format!("{message}.{signature}")
-}
-
-const DEV_SECRET: &[u8] = b"herald-development-secret-change-me";
-
-fn host(app: &TestApp) -> String {
-    app.address.trim_start_matches("http://").to_owned()
-}
-
-/// Writes `request` on a fresh connection (write errors are ignored: the
-/// server may stop reading early) and returns everything the server sends
-/// until it closes the connection.
-async fn raw_exchange(app: &TestApp, request: Vec<u8>) -> String {
-    let stream = TcpStream::connect(host(app)).await.unwrap();
-    let (mut read, mut write) = stream.into_split();
-    let writer = tokio::spawn(async move {
-        let _ = write.write_all(&request).await;
-        write
-    });
-    let answer = read_until_closed(&mut read).await;
-    drop(writer.await);
-    answer
-}
-
-/// Everything readable until the peer closes; panics after `WAIT`.
-async fn read_until_closed(read: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match tokio::time::timeout(WAIT, read.read(&mut buf))
-            .await
-            .expect("the server closes the connection in time")
-        {
-            Ok(0) | Err(_) => return String::from_utf8_lossy(&answer).into_owned(),
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
-async fn healthy(app: &TestApp) {
-    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Waits for the server's close frame and returns its code.
-async fn close_code(socket: &mut Socket) -> CloseCode {
-    loop {
-        match tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("closed in time")
-        {
-            Some(Ok(Message::Close(Some(frame)))) => return frame.code,
-            Some(Ok(Message::Close(None))) | None => panic!("closed without a code"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("socket error {e}"),
-        }
-    }
-}
+use crate::support::paths::enc;
+use crate::support::raw_http::{host, raw_exchange, read_until_closed};
+use crate::support::tokens::{DEV_SECRET, now, raw_token};
+use crate::support::ws::close_code;
+use crate::support::{TestApp, WAIT, assert_problem, captured_logs, data, healthy, wait_for, ws};
 
 // ---------------------------------------------------------------------------
 // 1. CORS
@@ -572,10 +466,10 @@ async fn bodies_over_the_limit_get_413_with_or_without_a_length() {
 #[tokio::test]
 async fn websocket_frames_over_64_kib_close_the_socket() {
     let app = TestApp::spawn().await;
-    let mut socket = crate::ws::connect(&app, &app.token("hal", None), None).await;
+    let mut socket = ws::connect(&app, &app.token("hal", None), None).await;
     let fits = format!(r#"{{"op":"ping","ref":"{}"}}"#, "r".repeat(60 * 1024));
     socket.send(Message::text(fits)).await.unwrap();
-    assert_eq!(crate::ws::next_json(&mut socket).await["type"], "pong");
+    assert_eq!(ws::next_json(&mut socket).await["type"], "pong");
     let huge = format!(r#"{{"op":"ping","ref":"{}"}}"#, "r".repeat(70 * 1024));
     socket.send(Message::text(huge)).await.unwrap();
     assert_eq!(close_code(&mut socket).await, CloseCode::Protocol);
@@ -648,7 +542,7 @@ async fn streams_and_long_polls_outlive_the_request_timeout() {
     })
     .await;
     let mut sse = app.sse("ivy", None, None).await;
-    let mut socket = crate::ws::connect(&app, &app.token("ivy", None), None).await;
+    let mut socket = ws::connect(&app, &app.token("ivy", None), None).await;
     let poll = {
         let (http, url, token) = (
             app.http.clone(),
@@ -684,7 +578,7 @@ async fn streams_and_long_polls_outlive_the_request_timeout() {
         (event.event.as_str(), data(&event)["id"].clone()),
         ("notification", item["id"].clone())
     );
-    let frame = crate::ws::next_json(&mut socket).await;
+    let frame = ws::next_json(&mut socket).await;
     assert_eq!(frame["data"]["id"], item["id"]);
     let answer = tokio::time::timeout(WAIT, poll).await.unwrap().unwrap();
     assert_eq!(answer["events"][0]["data"]["id"], item["id"]);
@@ -970,8 +864,8 @@ async fn confusable_user_ids_reach_only_their_own_data_on_every_transport() {
         let first = sse.next().await.unwrap();
         assert_eq!(data(&first)["title"], format!("first for {user}"));
         streams.push(sse);
-        let mut socket = crate::ws::connect(&other, &app.token(user, None), Some("0")).await;
-        let frame = crate::ws::next_json(&mut socket).await;
+        let mut socket = ws::connect(&other, &app.token(user, None), Some("0")).await;
+        let frame = ws::next_json(&mut socket).await;
         assert_eq!(frame["data"]["title"], format!("first for {user}"));
         sockets.push(socket);
     }
@@ -984,7 +878,7 @@ async fn confusable_user_ids_reach_only_their_own_data_on_every_transport() {
         let event = streams[i].next().await.unwrap();
         assert_eq!(event.id, "2", "{user}");
         assert_eq!(data(&event)["title"], format!("second for {user}"));
-        let frame = crate::ws::next_json(&mut sockets[i]).await;
+        let frame = ws::next_json(&mut sockets[i]).await;
         assert_eq!(frame["seq"], 2, "{user}");
         assert_eq!(frame["data"]["title"], format!("second for {user}"));
     }
@@ -1019,7 +913,7 @@ async fn confusable_user_ids_reach_only_their_own_data_on_every_transport() {
         }
         let event = streams[i].next().await.unwrap();
         assert_eq!(data(&event)["title"], format!("third for {user}"));
-        let frame = crate::ws::next_json(&mut sockets[i]).await;
+        let frame = ws::next_json(&mut sockets[i]).await;
         assert_eq!(frame["data"]["title"], format!("third for {user}"));
     }
 }

@@ -186,3 +186,9 @@ pub async fn publish_many(app: &TestApp, user: &str, n: i64, body: &str) -> Vec<
     }
     ids
 }
+
+/// The server still answers.
+pub async fn healthy(app: &TestApp) {
+    let r = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

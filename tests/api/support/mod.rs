@@ -4,12 +4,15 @@
 mod app;
 mod database;
 mod logs;
+pub mod paths;
 mod problem;
+pub mod raw_http;
 mod sse;
-mod tokens;
+pub mod tokens;
 mod wait;
+pub mod ws;
 
-pub use app::{TestApp, publish_many, test_settings};
+pub use app::{TestApp, healthy, publish_many, test_settings};
 pub use database::{fresh_database, scratch_dir, scratch_dir_path, start_private_postgres};
 pub use logs::captured_logs;
 pub use problem::assert_problem;
