@@ -13,10 +13,7 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
-use herald::http::auth::Signer;
 use herald::live::connection_stats::Transport;
-use rand::RngExt;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,82 +23,12 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::support::{
-    TestApp, assert_problem, fresh_database, scratch_dir_path, start_private_postgres,
-    test_settings, wait_for,
+    Herald, Service, TestApp, assert_problem, fresh_database, scratch_dir_path,
+    start_private_postgres, wait_for,
 };
 
 /// How long a subscriber, once told the final seq, may take to reach it.
 const STUCK: Duration = Duration::from_secs(60);
-
-/// Where clients connect: an in-process application or a child process.
-#[derive(Clone)]
-struct Service {
-    base: String,
-    signer: Arc<Signer>,
-    /// No overall timeout (streams are long); no idle connections kept, so
-    /// no request races the server closing an idle keep-alive connection.
-    http: reqwest::Client,
-}
-
-impl Service {
-    fn new(base: String) -> Self {
-        Self {
-            base,
-            signer: Arc::new(Signer::from_settings(&test_settings().auth).unwrap()),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-        }
-    }
-
-    fn of(app: &TestApp) -> Self {
-        Self::new(app.address.clone())
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn token(&self, user: &str) -> String {
-        self.signer.token_for(user, None, 3600).unwrap()
-    }
-
-    fn publisher(&self) -> String {
-        self.signer
-            .token_for("fault-publisher", Some("publish"), 3600)
-            .unwrap()
-    }
-
-    async fn get(&self, user: Option<&str>, path: &str) -> reqwest::Response {
-        let mut request = self.http.get(self.url(path));
-        if let Some(user) = user {
-            request = request.bearer_auth(self.token(user));
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn post_notification(&self, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url("/v1/notifications"))
-            .bearer_auth(self.publisher())
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Publishes one notification per recipient; the created items.
-    async fn publish(&self, recipients: &[&str], title: &str) -> Vec<Value> {
-        let r = self
-            .post_notification(&json!({"recipients": recipients, "title": title}))
-            .await;
-        assert_eq!(r.status(), 201, "{:?}", r.text().await);
-        let body: Value = r.json().await.unwrap();
-        body["notifications"].as_array().unwrap().clone()
-    }
-}
 
 /// Polls a synchronous condition until it holds; panics after `timeout`.
 async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -601,117 +528,6 @@ fn check_attempts(attempts: &[Attempt], db: &BTreeMap<String, Vec<Got>>) -> (usi
 
 // ---------------------------------------------------------------------------
 // 1. Kill -9 and restart.
-
-/// A `herald serve` child process on a fixed port.
-struct Herald {
-    child: tokio::process::Child,
-    port: u16,
-    db_url: String,
-}
-
-impl Herald {
-    async fn start(db_url: &str) -> Self {
-        for _ in 0..5 {
-            let port = free_port();
-            if let Some(child) = spawn_herald(db_url, port).await {
-                return Self {
-                    child,
-                    port,
-                    db_url: db_url.to_owned(),
-                };
-            }
-        }
-        panic!("herald did not start");
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: no shutdown of any kind.
-    async fn kill(&mut self) {
-        self.child.start_kill().unwrap();
-        let status = self.child.wait().await.unwrap();
-        assert!(!status.success(), "{status:?}");
-    }
-
-    /// A new process on the same port and database.
-    async fn restart(&mut self) {
-        for _ in 0..10 {
-            if let Some(child) = spawn_herald(&self.db_url, self.port).await {
-                self.child = child;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("herald did not restart on port {}", self.port);
-    }
-}
-
-/// A port that is free now, below the ephemeral range, so no outgoing
-/// connection of the test suite takes it while the service is down.
-fn free_port() -> u16 {
-    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let mut rng = rand::rng();
-    if low > 10_100 {
-        for _ in 0..100 {
-            let port = rng.random_range(10_000..low);
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                return port;
-            }
-        }
-    }
-    let any = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    any.local_addr().unwrap().port()
-}
-
-/// Starts `herald serve` and waits for `/healthz`; `None` if it exits first
-/// (e.g. the port is taken).
-async fn spawn_herald(db_url: &str, port: u16) -> Option<tokio::process::Child> {
-    let settings = test_settings();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
-        .env("DATABASE_URL", db_url)
-        .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HERALD_JWT_SECRET", settings.auth.secret.expose_secret())
-        .env("HERALD__LOG__LEVEL", "warn")
-        .env("HERALD__SERVER__WORKERS", "2")
-        .env("HERALD__DATABASE__MAX_CONNECTIONS", "8")
-        .env(
-            "HERALD_CONFIG_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
-        )
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the herald binary runs");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return None;
-        }
-        let health = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        if matches!(health, Ok(r) if r.status() == 200) && child.try_wait().unwrap().is_none() {
-            return Some(child);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "herald did not answer /healthz within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_restarted_mid_traffic_every_subscriber_gets_each_stored_event_once() {
