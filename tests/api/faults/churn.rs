@@ -10,8 +10,7 @@ use herald::live::connection_stats::Transport;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::wait_until;
-use crate::support::{Service, TestApp};
+use crate::support::{Service, TestApp, wait_within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_churn_leaks_no_connections_users_or_database_sessions() {
@@ -65,18 +64,24 @@ async fn connection_churn_leaks_no_connections_users_or_database_sessions() {
     // Everything the cycles opened is gone: closed SSE clients are noticed at
     // the next heartbeat, abandoned polls when their wait runs out at the latest.
     let hub = &state.hub;
-    wait_until("every connection gone", Duration::from_secs(20), || {
-        hub.stats.connections(Transport::Sse) == 0
-            && hub.stats.connections(Transport::Ws) == 0
-            && hub.stats.connections(Transport::Poll) == 0
-            && hub.stream_count() == 0
-            && hub.user_count() == 0
-    })
+    wait_within(
+        "every connection gone",
+        Duration::from_secs(20),
+        async || {
+            hub.stats.connections(Transport::Sse) == 0
+                && hub.stats.connections(Transport::Ws) == 0
+                && hub.stats.connections(Transport::Poll) == 0
+                && hub.stream_count() == 0
+                && hub.user_count() == 0
+        },
+    )
     .await;
     assert!(state.pool.size() <= max);
-    wait_until("pool connections returned", Duration::from_secs(20), || {
-        state.pool.num_idle() == state.pool.size() as usize
-    })
+    wait_within(
+        "pool connections returned",
+        Duration::from_secs(20),
+        async || state.pool.num_idle() == state.pool.size() as usize,
+    )
     .await;
     let sessions: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'herald'",

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::{Outcome, Publishers, Subscriber, Via, check_attempts, last_seq, stored, wait_until};
-use crate::support::{Herald, Service, fresh_database};
+use super::{Outcome, Publishers, Subscriber, Via, check_attempts, last_seq, stored};
+use crate::support::{Herald, Service, fresh_database, wait_within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_and_restarted_mid_traffic_every_subscriber_gets_each_stored_event_once() {
@@ -38,13 +38,17 @@ async fn killed_and_restarted_mid_traffic_every_subscriber_gets_each_stored_even
             publishers.acked(),
             subscribers.iter().map(Subscriber::seen).collect(),
         );
-        wait_until("publishing and delivery", Duration::from_secs(30), || {
-            publishers.acked() >= acked + STRETCH
-                && subscribers
-                    .iter()
-                    .zip(&seen)
-                    .all(|(s, &before)| s.seen() > before)
-        })
+        wait_within(
+            "publishing and delivery",
+            Duration::from_secs(30),
+            async || {
+                publishers.acked() >= acked + STRETCH
+                    && subscribers
+                        .iter()
+                        .zip(&seen)
+                        .all(|(s, &before)| s.seen() > before)
+            },
+        )
         .await;
         if round < KILLS {
             herald.kill().await;

@@ -5,8 +5,8 @@ use std::time::Duration;
 use herald::live::connection_stats::Transport;
 use sqlx::PgPool;
 
-use super::{Outcome, Publishers, Subscriber, Via, check_attempts, last_seq, stored, wait_until};
-use crate::support::{Service, TestApp, wait_for};
+use super::{Outcome, Publishers, Subscriber, Via, check_attempts, last_seq, stored};
+use crate::support::{Service, TestApp, wait_for, wait_within};
 
 async fn listener_pids(pool: &PgPool) -> Vec<i32> {
     sqlx::query_scalar(
@@ -33,11 +33,15 @@ async fn losing_the_listener_on_every_instance_loses_no_event() {
         Subscriber::start(&on_b, users[0], Via::Poll),
     ];
     let (stats_a, stats_b) = (&a.handle.state().hub.stats, &b.handle.state().hub.stats);
-    wait_until("the streams are open", Duration::from_secs(20), || {
-        stats_a.connections(Transport::Sse) == 1
-            && stats_a.connections(Transport::Ws) == 1
-            && stats_b.connections(Transport::Sse) == 2
-    })
+    wait_within(
+        "the streams are open",
+        Duration::from_secs(20),
+        async || {
+            stats_a.connections(Transport::Sse) == 1
+                && stats_a.connections(Transport::Ws) == 1
+                && stats_b.connections(Transport::Sse) == 2
+        },
+    )
     .await;
     // Publishing through both instances, to every user.
     let publishers = Publishers::start(&[on_a, on_b], 4, move |_, _| {
@@ -45,7 +49,7 @@ async fn losing_the_listener_on_every_instance_loses_no_event() {
     });
     for _ in 0..ROUNDS {
         let acked = publishers.acked();
-        wait_until("publishing", Duration::from_secs(30), || {
+        wait_within("publishing", Duration::from_secs(30), async || {
             publishers.acked() >= acked + STRETCH
         })
         .await;
@@ -65,7 +69,7 @@ async fn losing_the_listener_on_every_instance_loses_no_event() {
         .await;
     }
     let acked = publishers.acked();
-    wait_until("publishing", Duration::from_secs(30), || {
+    wait_within("publishing", Duration::from_secs(30), async || {
         publishers.acked() >= acked + STRETCH
     })
     .await;

@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::support::{Service, assert_problem};
@@ -28,18 +27,6 @@ mod stalled_client;
 
 /// How long a subscriber, once told the final seq, may take to reach it.
 const STUCK: Duration = Duration::from_secs(60);
-
-/// Polls a synchronous condition until it holds; panics after `timeout`.
-async fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Subscribers: read one user's events over one transport, resuming from the

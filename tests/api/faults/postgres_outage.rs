@@ -8,9 +8,10 @@ use herald::live::connection_stats::Transport;
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Subscriber, Via, stored, wait_until};
+use super::{Subscriber, Via, stored};
 use crate::support::{
     Service, TestApp, assert_problem, scratch_dir_path, start_private_postgres, wait_for,
+    wait_within,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,18 +30,22 @@ async fn open_streams_ride_out_a_postgresql_outage_and_see_every_event_once() {
         Subscriber::start(&service, users[1], Via::Ws),
         Subscriber::start(&service, users[2], Via::Poll),
     ];
-    wait_until(
+    wait_within(
         "the first event everywhere",
         Duration::from_secs(20),
-        || subscribers.iter().all(|s| s.seen() == 1),
+        async || subscribers.iter().all(|s| s.seen() == 1),
     )
     .await;
     // An SSE stream, a WebSocket and a waiting long-poll are open.
-    wait_until("three open connections", Duration::from_secs(20), || {
-        stats.connections(Transport::Sse) == 1
-            && stats.connections(Transport::Ws) == 1
-            && stats.connections(Transport::Poll) == 1
-    })
+    wait_within(
+        "three open connections",
+        Duration::from_secs(20),
+        async || {
+            stats.connections(Transport::Sse) == 1
+                && stats.connections(Transport::Ws) == 1
+                && stats.connections(Transport::Poll) == 1
+        },
+    )
     .await;
 
     app.pool.close().await;
@@ -62,7 +67,7 @@ async fn open_streams_ride_out_a_postgresql_outage_and_see_every_event_once() {
     // 503, and its client keeps retrying (also answered 503) until the
     // database is back. The outage lasts at least that long.
     let poller = &subscribers[2];
-    wait_until("the poll's 503", Duration::from_secs(20), || {
+    wait_within("the poll's 503", Duration::from_secs(20), async || {
         poller.refused() >= 2
     })
     .await;

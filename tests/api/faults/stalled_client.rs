@@ -11,8 +11,7 @@ use herald::live::connection_stats::Transport;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::wait_until;
-use crate::support::{Service, TestApp};
+use crate::support::{Service, TestApp, wait_within};
 
 /// An SSE client that reads the response head and then nothing: a raw socket
 /// with a tiny receive buffer, so only the server's side buffers anything.
@@ -127,7 +126,7 @@ async fn a_stalled_client_does_not_hold_up_another_and_resumes_with_everything()
     let stats = &app.handle.state().hub.stats;
     let stalled = StalledSse::open(&app, "stalled").await;
     let mut reader = app.sse("reader", Some("0"), None).await;
-    wait_until("both streams open", Duration::from_secs(10), || {
+    wait_within("both streams open", Duration::from_secs(10), async || {
         stats.connections(Transport::Sse) == 2
     })
     .await;
@@ -185,10 +184,10 @@ async fn a_stalled_client_does_not_hold_up_another_and_resumes_with_everything()
     }
 
     // Then the server gives up on the stalled one, and its stream ends.
-    wait_until(
+    wait_within(
         "the slow-client disconnect",
         Duration::from_secs(30),
-        || stats.connections(Transport::Sse) == 1,
+        async || stats.connections(Transport::Sse) == 1,
     )
     .await;
     let (seqs, complete) = stalled.drain().await;

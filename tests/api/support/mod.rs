@@ -21,4 +21,4 @@ pub use problem::assert_problem;
 pub use process::Herald;
 pub use service::Service;
 pub use sse::data;
-pub use wait::{WAIT, wait_for};
+pub use wait::{WAIT, wait_for, wait_within};

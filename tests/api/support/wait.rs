@@ -6,16 +6,17 @@ use std::time::Duration;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls `check` until it holds; panics after `WAIT`.
-pub async fn wait_for<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
+pub async fn wait_for(check: impl AsyncFnMut() -> bool) {
+    wait_within("condition", WAIT, check).await;
+}
+
+/// Polls `check` until it holds; panics after `timeout`, naming `what`.
+pub async fn wait_within(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "condition not reached within {WAIT:?}"
+            "{what}: not reached within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
