@@ -8,6 +8,10 @@ pub mod paths;
 mod problem;
 mod process;
 pub mod raw_http;
+// Shared with the soak benchmark, which also uses what the tests do not.
+#[allow(dead_code)]
+#[path = "../../../benches/common/resuming.rs"]
+pub mod resuming;
 mod service;
 mod sse;
 pub mod tokens;
@@ -17,7 +21,7 @@ pub mod ws;
 pub use app::{TestApp, healthy, publish_many};
 pub use database::{fresh_database, scratch_dir, scratch_dir_path, start_private_postgres};
 pub use logs::captured_logs;
-pub use problem::assert_problem;
+pub use problem::{assert_problem, assert_problem_parts};
 pub use process::Herald;
 pub use service::Service;
 pub use sse::data;
