@@ -31,25 +31,22 @@
 mod common;
 
 use common::args::Words;
-use common::resuming::{Options, Progress, Subscriber, Transport};
+use common::resuming::{self, Progress, Subscriber, Transport};
 use common::server::{Server, config_dir, ensure_open_files, proc_sample, server_warnings};
 use common::{Percentiles, ms};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::http::auth::Signer;
 use herald::settings::Settings;
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 const DATABASE: &str = "herald_soak";
@@ -163,8 +160,8 @@ fn transport_of(user: usize) -> Transport {
 }
 
 /// Every subscriber drops its connection after a random hold and resumes.
-fn subscriber_options() -> Options {
-    Options {
+fn subscriber_options() -> resuming::Options {
+    resuming::Options {
         hold_secs: Some(HOLD_SECS),
         poll_wait_secs: 25,
         // A poll unanswered 60 s after it was sent has failed.
