@@ -47,7 +47,6 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// A token with exactly this header and payload text, HS256-signed with
-
 /// `secret` (so claims the typed API cannot express can be tried).
 pub fn raw_token(header: &str, payload: &str, secret: &[u8]) -> String {
     let message = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
