@@ -31,24 +31,22 @@
 mod common;
 
 use common::args::Words;
+use common::resuming::{self, Progress, Subscriber, Transport};
 use common::server::{Server, ensure_open_files, proc_sample, server_warnings};
 use common::{Percentiles, ms};
 use herald::http::auth::Scope;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::http::auth::Signer;
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 const DATABASE: &str = "herald_soak";
@@ -156,97 +154,27 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transport {
-    Sse,
-    Ws,
-    Poll,
+/// Users take the transports in turn.
+fn transport_of(user: usize) -> Transport {
+    Transport::ALL[user % 3]
 }
 
-impl Transport {
-    const ALL: [Self; 3] = [Self::Sse, Self::Ws, Self::Poll];
-
-    fn of(user: usize) -> Self {
-        Self::ALL[user % 3]
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Sse => "sse",
-            Self::Ws => "ws",
-            Self::Poll => "poll",
-        }
-    }
-}
-
-/// What one user's subscriber has seen.
-#[derive(Default)]
-struct Received {
-    /// (seq, notification id) in arrival order.
-    log: Vec<(i64, String)>,
-    ids: HashSet<String>,
-}
-
-#[derive(Default)]
-struct Subscriber {
-    last_seq: AtomicI64,
-    events: AtomicU64,
-    /// Connections (or polls, for long-poll) opened.
-    connects: AtomicU64,
-    /// Connections the server ended before the subscriber dropped them.
-    server_closed: AtomicU64,
-    /// Failed connects or polls (retried after a pause).
-    errors: AtomicU64,
-    resets: AtomicU64,
-    out_of_order: AtomicU64,
-    duplicates: AtomicU64,
-    /// Events that are not notifications, or are malformed.
-    unexpected: AtomicU64,
-    received: Mutex<Received>,
-}
-
-impl Subscriber {
-    fn on_event(&self, seq: Option<i64>, kind: &str, data: &Value) {
-        self.events.fetch_add(1, Ordering::Relaxed);
-        let last = self.last_seq.load(Ordering::Relaxed);
-        if kind == "reset" {
-            self.resets.fetch_add(1, Ordering::Relaxed);
-            if let Some(current) = data["last_seq"].as_i64() {
-                self.last_seq.store(current.max(last), Ordering::Relaxed);
-            }
-            return;
-        }
-        let (Some(seq), Some(id), "notification") = (seq, data["id"].as_str(), kind) else {
-            self.unexpected.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if seq <= last {
-            self.out_of_order.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut received = self.received.lock().unwrap();
-        if !received.ids.insert(id.to_owned()) {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
-        }
-        received.log.push((seq, id.to_owned()));
-        self.last_seq.store(seq.max(last), Ordering::Relaxed);
-    }
-
-    fn hold() -> Duration {
-        Duration::from_secs_f64(rand::random_range(HOLD_SECS))
-    }
-
-    fn failed(&self, what: &str, user: &str) {
-        if self.errors.fetch_add(1, Ordering::Relaxed) < 3 {
-            eprintln!("  subscriber {user}: {what}");
-        }
+/// Every subscriber drops its connection after a random hold and resumes.
+fn subscriber_options() -> resuming::Options {
+    resuming::Options {
+        hold_secs: Some(HOLD_SECS),
+        poll_wait_secs: 25,
+        // A poll unanswered 60 s after it was sent has failed.
+        poll_slack: Duration::from_secs(35),
+        retry_after: Duration::from_millis(200),
+        print_failures: 3,
     }
 }
 
 struct Ctx {
     base: String,
     users: Vec<String>,
-    tokens: Vec<String>,
-    subs: Vec<Subscriber>,
+    subs: Vec<Arc<Progress>>,
     /// Acknowledged publishes per user: (seq, id).
     acked: Vec<Mutex<Vec<(i64, String)>>>,
     published: AtomicU64,
@@ -254,7 +182,6 @@ struct Ctx {
     /// Publish latencies (µs) since the last sample, and all of them.
     window: Mutex<Vec<u64>>,
     latencies: Mutex<Vec<u64>>,
-    stream_http: reqwest::Client,
     stop: CancellationToken,
 }
 
@@ -263,162 +190,17 @@ impl Ctx {
         format!("{}{path}", self.base)
     }
 
-    fn sum(&self, f: impl Fn(&Subscriber) -> &AtomicU64) -> u64 {
+    fn sum(&self, f: impl Fn(&Progress) -> &AtomicU64) -> u64 {
         self.subs.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
     }
 
-    fn sum_for(&self, t: Transport, f: impl Fn(&Subscriber) -> &AtomicU64) -> u64 {
+    fn sum_for(&self, t: Transport, f: impl Fn(&Progress) -> &AtomicU64) -> u64 {
         self.subs
             .iter()
             .enumerate()
-            .filter(|(i, _)| Transport::of(*i) == t)
+            .filter(|(i, _)| transport_of(*i) == t)
             .map(|(_, s)| f(s).load(Ordering::Relaxed))
             .sum()
-    }
-}
-
-async fn sse_subscriber(ctx: Arc<Ctx>, user: usize) {
-    let sub = &ctx.subs[user];
-    while !ctx.stop.is_cancelled() {
-        let deadline = Instant::now() + Subscriber::hold();
-        let from = sub.last_seq.load(Ordering::Relaxed);
-        sub.connects.fetch_add(1, Ordering::Relaxed);
-        let request = ctx
-            .stream_http
-            .get(ctx.url("/v1/me/stream"))
-            .bearer_auth(&ctx.tokens[user])
-            .header("Last-Event-ID", from.to_string())
-            .send();
-        let response = tokio::select! {
-            _ = ctx.stop.cancelled() => return,
-            r = request => r,
-        };
-        let response = match response {
-            Ok(r) if r.status() == 200 => r,
-            Ok(r) => {
-                sub.failed(&format!("SSE answered {}", r.status()), &ctx.users[user]);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            Err(e) => {
-                sub.failed(&format!("SSE: {e}"), &ctx.users[user]);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let mut events = response.bytes_stream().eventsource();
-        loop {
-            tokio::select! {
-                _ = ctx.stop.cancelled() => return,
-                _ = tokio::time::sleep_until(deadline) => break,
-                event = events.next() => match event {
-                    Some(Ok(e)) => {
-                        let data = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-                        sub.on_event(e.id.parse().ok(), &e.event, &data);
-                    }
-                    Some(Err(_)) | None => {
-                        sub.server_closed.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                },
-            }
-        }
-        // Dropping the stream closes the connection.
-    }
-}
-
-async fn ws_subscriber(ctx: Arc<Ctx>, user: usize) {
-    let sub = &ctx.subs[user];
-    let ws_base = ctx.base.replacen("http", "ws", 1);
-    while !ctx.stop.is_cancelled() {
-        let deadline = Instant::now() + Subscriber::hold();
-        let from = sub.last_seq.load(Ordering::Relaxed);
-        sub.connects.fetch_add(1, Ordering::Relaxed);
-        let url = format!(
-            "{ws_base}/v1/me/ws?access_token={}&last_event_id={from}",
-            ctx.tokens[user]
-        );
-        let connected = tokio::select! {
-            _ = ctx.stop.cancelled() => return,
-            r = tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::connect_async(url)) => r,
-        };
-        let mut socket = match connected {
-            Ok(Ok((socket, _))) => socket,
-            Ok(Err(e)) => {
-                sub.failed(&format!("WebSocket: {e}"), &ctx.users[user]);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-            Err(_) => {
-                sub.failed("WebSocket handshake timed out", &ctx.users[user]);
-                continue;
-            }
-        };
-        let planned = loop {
-            tokio::select! {
-                _ = ctx.stop.cancelled() => return,
-                _ = tokio::time::sleep_until(deadline) => break true,
-                message = socket.next() => match message {
-                    Some(Ok(Message::Text(text))) => {
-                        let frame: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                        sub.on_event(frame["seq"].as_i64(), frame["type"].as_str().unwrap_or(""), &frame["data"]);
-                    }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break false,
-                    Some(Ok(_)) => {}
-                },
-            }
-        };
-        if !planned {
-            sub.server_closed.fetch_add(1, Ordering::Relaxed);
-        } else if rand::random_bool(0.5) {
-            // Half the time a clean close, else the TCP connection just goes.
-            let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
-        }
-    }
-}
-
-async fn poll_subscriber(ctx: Arc<Ctx>, user: usize) {
-    let sub = &ctx.subs[user];
-    while !ctx.stop.is_cancelled() {
-        // The poll in flight when the hold ends is abandoned mid-wait.
-        let deadline = Instant::now() + Subscriber::hold();
-        loop {
-            let from = sub.last_seq.load(Ordering::Relaxed);
-            sub.connects.fetch_add(1, Ordering::Relaxed);
-            let poll = async {
-                let r = ctx
-                    .stream_http
-                    .get(ctx.url(&format!("/v1/me/events?after={from}&wait=25")))
-                    .bearer_auth(&ctx.tokens[user])
-                    .timeout(Duration::from_secs(60))
-                    .send()
-                    .await?;
-                if r.status() != 200 {
-                    bail!("poll answered {}", r.status());
-                }
-                Ok(r.json::<Value>().await?)
-            };
-            let answer = tokio::select! {
-                _ = ctx.stop.cancelled() => return,
-                _ = tokio::time::sleep_until(deadline) => break,
-                answer = poll => answer,
-            };
-            match answer {
-                Ok(answer) => {
-                    for e in answer["events"].as_array().into_iter().flatten() {
-                        sub.on_event(
-                            e["seq"].as_i64(),
-                            e["type"].as_str().unwrap_or(""),
-                            &e["data"],
-                        );
-                    }
-                }
-                Err(e) => {
-                    sub.failed(&format!("{e:#}"), &ctx.users[user]);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
     }
 }
 
@@ -729,31 +511,51 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         config.rate,
         config.users,
         (0..config.users)
-            .filter(|u| Transport::of(*u) == Transport::Sse)
+            .filter(|u| transport_of(*u) == Transport::Sse)
             .count(),
         (0..config.users)
-            .filter(|u| Transport::of(*u) == Transport::Ws)
+            .filter(|u| transport_of(*u) == Transport::Ws)
             .count(),
         (0..config.users)
-            .filter(|u| Transport::of(*u) == Transport::Poll)
+            .filter(|u| transport_of(*u) == Transport::Poll)
             .count(),
     );
 
+    // Subscribers first, all from seq 0 (a moment to connect follows).
+    let stop = CancellationToken::new();
+    let stream_http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    let subscribers: Vec<Subscriber> = users
+        .iter()
+        .zip(tokens)
+        .enumerate()
+        .map(|(user, (name, token))| {
+            Subscriber::start(
+                &server.base,
+                &stream_http,
+                name,
+                token,
+                transport_of(user),
+                subscriber_options(),
+                stop.clone(),
+            )
+        })
+        .collect();
     let ctx = Arc::new(Ctx {
         base: server.base.clone(),
-        subs: (0..config.users).map(|_| Subscriber::default()).collect(),
+        subs: subscribers
+            .iter()
+            .map(|s| Arc::clone(s.progress()))
+            .collect(),
         acked: (0..config.users).map(|_| Mutex::new(Vec::new())).collect(),
         users,
-        tokens,
         published: AtomicU64::new(0),
         publish_errors: AtomicU64::new(0),
         window: Mutex::new(Vec::new()),
         latencies: Mutex::new(Vec::new()),
-        stream_http: reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .build()?,
-        stop: CancellationToken::new(),
+        stop: stop.clone(),
     });
     let monitor = Monitor {
         pid: server.pid,
@@ -770,16 +572,6 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         admin: signer.token_for("soak-admin", &[Scope::Admin], ttl)?,
     };
 
-    // Subscribers first, all from seq 0, then a moment to connect.
-    let mut subscribers = tokio::task::JoinSet::new();
-    for user in 0..config.users {
-        let ctx = Arc::clone(&ctx);
-        match Transport::of(user) {
-            Transport::Sse => subscribers.spawn(sse_subscriber(ctx, user)),
-            Transport::Ws => subscribers.spawn(ws_subscriber(ctx, user)),
-            Transport::Poll => subscribers.spawn(poll_subscriber(ctx, user)),
-        };
-    }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Optionally a Prometheus-like scraper, until the end.
@@ -868,7 +660,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
         expected
             .iter()
             .zip(&ctx.subs)
-            .filter(|(want, s)| s.last_seq.load(Ordering::Relaxed) < **want)
+            .filter(|(want, s)| s.last_seq() < **want)
             .count()
     };
     while behind() > 0 && drain_started.elapsed() < DRAIN_LIMIT {
@@ -882,7 +674,9 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     println!("{}", s.line());
     samples.lock().unwrap().push(s);
     ctx.stop.cancel();
-    while subscribers.join_next().await.is_some() {}
+    for subscriber in subscribers {
+        subscriber.stop().await?;
+    }
 
     // Idle: every client has gone; the service should notice (a dropped SSE
     // stream at its next heartbeat, an abandoned poll at its timeout) and
@@ -911,33 +705,30 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     for (user, sub) in ctx.subs.iter().enumerate() {
         let mut want = ctx.acked[user].lock().unwrap().clone();
         want.sort();
-        let got = &sub.received.lock().unwrap();
-        if got.log == want {
+        let got: Vec<(i64, String)> = sub.received().into_iter().map(|r| (r.seq, r.id)).collect();
+        if got == want {
             continue;
         }
         users_wrong += 1;
         let want_ids: HashSet<&String> = want.iter().map(|(_, id)| id).collect();
-        let missing = want.iter().filter(|(_, id)| !got.ids.contains(id)).count() as u64;
-        let unknown = got.ids.iter().filter(|id| !want_ids.contains(id)).count() as u64;
+        let got_ids: HashSet<&String> = got.iter().map(|(_, id)| id).collect();
+        let missing = want.iter().filter(|(_, id)| !got_ids.contains(id)).count() as u64;
+        let unknown = got_ids.iter().filter(|id| !want_ids.contains(*id)).count() as u64;
         lost += missing;
         extra += unknown;
         if examples.len() < 5 {
             examples.push(format!(
                 "{} ({}): {} acknowledged, {} received, {missing} missing, {unknown} unknown",
                 ctx.users[user],
-                Transport::of(user).name(),
+                transport_of(user).name(),
                 want.len(),
-                got.log.len()
+                got.len()
             ));
         }
     }
     let published = ctx.published.load(Ordering::Relaxed);
     let publish_errors = ctx.publish_errors.load(Ordering::Relaxed);
-    let delivered: u64 = ctx
-        .subs
-        .iter()
-        .map(|s| s.received.lock().unwrap().log.len() as u64)
-        .sum();
+    let delivered: u64 = ctx.subs.iter().map(|s| s.received_count() as u64).sum();
     let duplicates = ctx.sum(|s| &s.duplicates);
     let out_of_order = ctx.sum(|s| &s.out_of_order);
     let resets = ctx.sum(|s| &s.resets);
@@ -1011,7 +802,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
                 json!({
                     "connects": ctx.sum_for(*t, |s| &s.connects),
                     "server_closed": ctx.sum_for(*t, |s| &s.server_closed),
-                    "errors": ctx.sum_for(*t, |s| &s.errors),
+                    "errors": ctx.sum_for(*t, |s| &s.failures),
                     "events": ctx.sum_for(*t, |s| &s.events),
                 }),
             )
@@ -1020,7 +811,7 @@ async fn soak(config: &Config, db_url: &str, server: &mut Server) -> anyhow::Res
     let mut acked_per_transport: HashMap<&str, u64> = HashMap::new();
     for (user, acked) in ctx.acked.iter().enumerate() {
         *acked_per_transport
-            .entry(Transport::of(user).name())
+            .entry(transport_of(user).name())
             .or_default() += acked.lock().unwrap().len() as u64;
     }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod args;
+pub mod resuming;
 pub mod server;
 
 use serde_json::{Value, json};

@@ -3,20 +3,8 @@
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, data, wait_for};
-
-/// Percent-encodes everything but unreserved characters, as a client must
-/// for a user id in a path (`/` as `%2F`, `%` as `%25`, UTF-8 bytes).
-fn enc(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+use crate::support::paths::enc;
+use crate::support::{TestApp, assert_problem, data, wait_for};
 
 async fn admin_get(app: &TestApp, path: &str) -> reqwest::Response {
     app.http
@@ -380,7 +368,7 @@ async fn read_to_end(response: reqwest::Response) -> String {
     let mut body = response.bytes_stream();
     let mut text = String::new();
     loop {
-        match tokio::time::timeout(crate::helpers::WAIT, body.next())
+        match tokio::time::timeout(crate::support::WAIT, body.next())
             .await
             .expect("the stream ends within the timeout")
         {

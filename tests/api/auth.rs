@@ -3,7 +3,7 @@
 use herald::http::auth::Claims;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -83,7 +83,7 @@ async fn bad_signature_none_and_other_algorithms_are_refused() {
     assert_problem(list_with(&app, &other_key).await, 401, "signature").await;
 
     // Same secret, but HS384: the algorithm is pinned by configuration.
-    let secret = crate::helpers::TEST_SECRET.as_bytes();
+    let secret = crate::support::TEST_SECRET.as_bytes();
     let hs384 = jsonwebtoken::encode(
         &Header::new(Algorithm::HS384),
         &c,
@@ -219,7 +219,7 @@ mod base64_helper {
 /// PKCS#8 PEM path, public PEM path).
 fn key_pair(kind: &str) -> (String, String) {
     let dir =
-        crate::helpers::scratch_dir(&format!("keys-{kind}-{}", uuid::Uuid::new_v4().simple()));
+        crate::support::scratch_dir(&format!("keys-{kind}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let private = dir.join("private.pem");
     let public = dir.join("public.pem");
@@ -443,7 +443,7 @@ async fn an_audience_array_is_accepted_when_it_holds_the_configured_audience() {
 #[tokio::test]
 async fn public_keys_need_a_configured_audience_outside_the_local_environment() {
     let (private, public) = key_pair("ec");
-    let mut settings = crate::helpers::test_settings();
+    let mut settings = crate::support::test_settings();
     settings.auth.algorithm = herald::settings::JwtAlgorithm::ES256;
     settings.auth.public_key_file = public.clone();
     settings.auth.private_key_file = private.clone();

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem, data, fresh_database, wait_for};
+use crate::support::{TestApp, assert_problem, data, fresh_database, wait_for};
 
 async fn create(app: &TestApp, body: &Value) -> reqwest::Response {
     app.http

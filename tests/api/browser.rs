@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, WAIT};
+use crate::support::{TestApp, WAIT};
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
@@ -42,7 +42,7 @@ impl Browser {
             std::path::Path::new(&binary).exists(),
             "Chromium is needed for the browser tests: install the `chromium` package (scripts/test.sh does)"
         );
-        let profile = crate::helpers::scratch_dir(&format!("chromium-{name}"));
+        let profile = crate::support::scratch_dir(&format!("chromium-{name}"));
         let mut child = Command::new(binary)
             .args([
                 "--headless",

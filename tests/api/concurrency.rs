@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde_json::json;
 
-use crate::helpers::{TestApp, data};
+use crate::support::{TestApp, data};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_subscriber_gets_every_event_once_in_order_under_concurrent_publishing() {

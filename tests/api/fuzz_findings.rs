@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem};
 
 #[tokio::test]
 async fn an_unsupported_method_on_a_listed_path_is_405_with_allow() {

@@ -1,7 +1,7 @@
 //! Several instances on one database: wake-ups through LISTEN/NOTIFY, and
 //! catch-up when the listening connection is lost.
 
-use crate::helpers::{TestApp, data, wait_for};
+use crate::support::{TestApp, data, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_on_one_instance_reaches_a_stream_on_another() {

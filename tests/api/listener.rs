@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, data};
+use crate::support::{TestApp, data};
 use crate::tcp_proxy::FreezableProxy;
 
 /// This instance's id, as it signs its wake-ups.
@@ -87,7 +87,7 @@ fn through_proxy(url: &str, port: u16) -> String {
 /// streams get what other instances committed meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silently_dead_listener_is_noticed_and_its_streams_catch_up() {
-    let direct = crate::helpers::fresh_database().await;
+    let direct = crate::support::fresh_database().await;
     let socket_dir = reqwest::Url::parse(&direct)
         .unwrap()
         .query_pairs()

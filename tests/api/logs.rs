@@ -1,6 +1,6 @@
 //! No token, and no `access_token` value, ever reaches a log line.
 
-use crate::helpers::{TestApp, captured_logs, wait_for};
+use crate::support::{TestApp, captured_logs, wait_for};
 use herald::http::auth::Scope;
 
 #[tokio::test]
@@ -27,7 +27,7 @@ async fn tokens_never_reach_the_logs() {
     );
     let stream = app.sse_with_token(&query_token, None, Some("0")).await;
     drop(stream);
-    let socket = crate::ws::connect(&app, &query_token, None).await;
+    let socket = crate::support::ws::connect(&app, &query_token, None).await;
     drop(socket);
     let r = app
         .http

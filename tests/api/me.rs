@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem};
 
 fn seqs(page: &Value) -> Vec<i64> {
     page["items"]

@@ -2,7 +2,7 @@
 //! recorder is shared by every test in this process, so values are checked
 //! as "grew by at least", never as exact totals.
 
-use crate::helpers::{TestApp, wait_for};
+use crate::support::{TestApp, wait_for};
 use herald::http::auth::Scope;
 
 async fn scrape(app: &TestApp) -> String {
@@ -104,7 +104,7 @@ async fn the_publish_rate_limit_answers_429_and_recovers() {
         .parse()
         .unwrap();
     assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
-    crate::helpers::assert_problem(r, 429, "publish rate").await;
+    crate::support::assert_problem(r, 429, "publish rate").await;
     assert_eq!(
         app.list("limited", "").await["last_seq"],
         2,

@@ -27,7 +27,7 @@ fn openapi_paths_and_methods_match_the_route_table() {
 
 #[tokio::test]
 async fn the_server_serves_its_spec() {
-    let app = crate::helpers::TestApp::spawn().await;
+    let app = crate::support::TestApp::spawn().await;
     let r = app.http.get(app.url("/openapi.yaml")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), include_str!("../../openapi.yaml"));

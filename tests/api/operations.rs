@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_problem, start_private_postgres, wait_for};
+use crate::support::{TestApp, assert_problem, start_private_postgres, wait_for};
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -38,7 +38,7 @@ async fn while_the_database_is_down_requests_answer_503_and_nothing_is_half_writ
     let url = pg.url("herald");
     let app = TestApp::spawn_on(&url, |_| {}).await;
     app.publish(&["u"], "before").await;
-    let data_dir = crate::helpers::scratch_dir_path("outage");
+    let data_dir = crate::support::scratch_dir_path("outage");
     app.pool.close().await;
     pg.stop();
 

@@ -5,8 +5,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{TEST_SECRET, WAIT, fresh_database, scratch_dir};
 use crate::settings::herald;
+use crate::support::{TEST_SECRET, WAIT, fresh_database, scratch_dir};
 
 /// The output of `herald serve` run with `env`, stopped with SIGTERM once
 /// `/readyz` answered 200.

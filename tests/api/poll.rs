@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use herald::live::connection_stats::Transport;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, wait_for};
+use crate::support::{TestApp, wait_for, ws};
 
 async fn poll(app: &TestApp, user: &str, query: &str) -> Value {
     let r = app.get_as(user, &format!("/v1/me/events?{query}")).await;
@@ -156,13 +156,9 @@ async fn switching_transports_mid_stream_loses_and_repeats_nothing() {
         app.publish(&[user], &format!("b{i}")).await;
     }
     // ...then WebSocket from 3 until 6...
-    let mut socket = crate::ws::connect(&app, &app.token(user, &[]), Some("3")).await;
+    let mut socket = ws::connect(&app, &app.token(user, &[]), Some("3")).await;
     for _ in 0..3 {
-        seen.push(
-            crate::ws::next_json(&mut socket).await["seq"]
-                .as_i64()
-                .unwrap(),
-        );
+        seen.push(ws::next_json(&mut socket).await["seq"].as_i64().unwrap());
     }
     drop(socket);
     for i in 1..=3 {
@@ -224,7 +220,7 @@ async fn thousands_of_polls_from_one_user_are_capped_and_leave_other_users_unaff
             .publish(&["bystander", &format!("other-{i}")], &format!("n{i}"))
             .await;
         let event = bystander.next().await.unwrap();
-        assert_eq!(crate::helpers::data(&event)["id"], items[0]["id"]);
+        assert_eq!(crate::support::data(&event)["id"], items[0]["id"]);
     }
     assert!(state.pool.size() <= app.settings.database.max_connections);
 

@@ -4,7 +4,7 @@
 use herald::http::auth::Scope;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem};
 
 #[tokio::test]
 async fn publish_to_several_users_answers_ids_and_per_user_seqs() {

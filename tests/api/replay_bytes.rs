@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::support::TestApp;
 
 /// A notification of about 16 KiB.
 fn large(i: usize) -> Value {
@@ -43,14 +43,14 @@ async fn a_stream_replays_large_notifications_in_byte_bounded_pages_exactly_once
     assert_eq!(seqs, expected);
     let got: Vec<String> = events
         .iter()
-        .map(|e| crate::helpers::data(e)["id"].as_str().unwrap().to_owned())
+        .map(|e| crate::support::data(e)["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(got, ids);
     // Nothing more: one more publish is the very next event.
     let next = app.publish(&["big"], "small").await;
     let event = stream.next().await.unwrap();
     assert_eq!(event.id, "26");
-    assert_eq!(crate::helpers::data(&event)["id"], next[0]["id"]);
+    assert_eq!(crate::support::data(&event)["id"], next[0]["id"]);
 }
 
 #[tokio::test]

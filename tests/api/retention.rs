@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, data, wait_for};
+use crate::support::{TestApp, data, wait_for};
 
 #[tokio::test]
 async fn old_notifications_events_and_keys_are_purged_in_batches() {

@@ -11,7 +11,7 @@ const SECRET: &str = "settings-test-secret-0123456789abcdef";
 
 /// A config directory holding `base.toml` = `toml` (plus a valid secret).
 fn config_dir_with(toml: &str) -> PathBuf {
-    let dir = crate::helpers::scratch_dir(&format!("settings-{}", uuid::Uuid::new_v4().simple()));
+    let dir = crate::support::scratch_dir(&format!("settings-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let secret = format!("[auth]\nsecret = {SECRET:?}\n");
     let text = match toml.split_once("[auth]\n") {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_problem, data};
+use crate::support::{TestApp, assert_problem, data};
 
 #[tokio::test]
 async fn a_published_notification_reaches_a_live_stream_with_id_event_and_data() {
@@ -310,7 +310,7 @@ async fn streams_per_user_are_capped() {
     // Another user is not affected; a closed stream frees its place.
     let _other = app.sse("lee", None, None).await;
     drop(b);
-    crate::helpers::wait_for(|| async {
+    crate::support::wait_for(|| async {
         app.http
             .get(app.url("/v1/me/stream"))
             .bearer_auth(app.token("kim", &[]))
@@ -361,7 +361,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_resumes_from_the_log() 
         .unwrap();
     // Enough data to fill the socket buffers and the queue while nobody reads.
     let total = 3000;
-    crate::helpers::publish_many(&app, "olga", total, &"x".repeat(4000)).await;
+    crate::support::publish_many(&app, "olga", total, &"x".repeat(4000)).await;
     // The server gave up on this connection; what it did send is readable.
     let mut events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
     let mut last = 0;

@@ -12,7 +12,7 @@ use herald::live::wakeup;
 use serde_json::{Value, json};
 use sqlx::postgres::PgListener;
 
-use crate::helpers::TestApp;
+use crate::support::TestApp;
 
 #[tokio::test]
 async fn payloads_built_in_sql_decode_with_the_rust_decoder_and_fit_in_a_notify() {

@@ -7,58 +7,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{TestApp, WAIT, assert_problem};
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-pub async fn connect(app: &TestApp, token: &str, last_event_id: Option<&str>) -> Socket {
-    let mut url = format!(
-        "{}/v1/me/ws?access_token={token}",
-        app.address.replacen("http", "ws", 1)
-    );
-    if let Some(id) = last_event_id {
-        url.push_str(&format!("&last_event_id={id}"));
-    }
-    let (socket, response) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("the handshake succeeds");
-    assert_eq!(response.status(), 101);
-    socket
-}
-
-/// The next JSON text frame (pings are answered by the library).
-pub async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        let message = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .unwrap();
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-/// Waits for the server's close frame and returns its code and reason.
-async fn closed(socket: &mut Socket) -> (CloseCode, String) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left, socket.next())
-            .await
-            .expect("closed in time")
-        {
-            Some(Ok(Message::Close(Some(frame)))) => return (frame.code, frame.reason.to_string()),
-            Some(Ok(Message::Close(None))) | None => panic!("closed without a reason"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("socket error {e}"),
-        }
-    }
-}
+use crate::support::ws::{closed, connect, next_json};
+use crate::support::{TestApp, assert_problem};
 
 #[tokio::test]
 async fn replay_then_live_frames_in_order() {
@@ -226,7 +176,7 @@ async fn a_socket_that_stops_reading_is_closed_and_resumes_from_the_log() {
     let token = app.token("wilma", &[]);
     let mut socket = connect(&app, &token, Some("0")).await;
     let total = 3000;
-    crate::helpers::publish_many(&app, "wilma", total, &"y".repeat(4000)).await;
+    crate::support::publish_many(&app, "wilma", total, &"y".repeat(4000)).await;
     let mut last = 0;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
@@ -274,7 +224,7 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
     let mut socket = connect(&app, &app.token("wynn", &[]), None).await;
     // Not reading means not answering the server's pings; after two
     // intervals of silence the server gives up on this peer.
-    crate::helpers::wait_for(|| async {
+    crate::support::wait_for(|| async {
         app.handle
             .state()
             .hub
