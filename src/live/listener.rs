@@ -113,26 +113,44 @@ async fn send_probe(pool: &PgPool, instance: &str, n: u64) -> Result<(), sqlx::E
     db::events::notify(&mut conn, &[wakeup::encode_probe(instance, n)]).await
 }
 
+/// How long this instance's own wake-ups wait before they are applied: long
+/// enough for the in-process wake of the same commit to have come first.
+const OWN_WAKE_DELAY: Duration = Duration::from_millis(500);
+
 /// Wakes and disconnects what the payload names; returns the probe it
 /// carries if this instance sent it.
-fn dispatch(hub: &Hub, instance: &str, payload: &str) -> Option<u64> {
+fn dispatch(hub: &Arc<Hub>, instance: &str, payload: &str) -> Option<u64> {
     let Some(payload) = wakeup::decode(payload) else {
         tracing::warn!("ignoring a malformed wake-up payload");
         return None;
     };
-    // This instance's own wake-ups too: normally its connections were woken
-    // in-process with the events and this one is older news that the hub
-    // drops, but when a commit succeeded while its answer was lost (the
-    // connection broke on the way back) this is the only wake-up they get.
-    for (user, seq) in payload.wakes {
-        if let Ok(user) = UserId::parse(&user) {
-            hub.wake(&user, seq, None);
-        }
-    }
+    let wakes: Vec<(UserId, i64)> = payload
+        .wakes
+        .into_iter()
+        .filter_map(|(user, seq)| UserId::parse(&user).ok().map(|u| (u, seq)))
+        .collect();
     if payload.instance == instance {
+        // This instance's own commits: their connections were normally woken
+        // in-process with the events, and this is older news the hub drops.
+        // But when a commit succeeded while its answer was lost (the
+        // connection broke on the way back) this is the only wake-up they
+        // get. Applied a moment later, so that it never overtakes the
+        // in-process wake, which carries the events themselves.
+        if !wakes.is_empty() {
+            let hub = Arc::clone(hub);
+            tokio::spawn(async move {
+                tokio::time::sleep(OWN_WAKE_DELAY).await;
+                for (user, seq) in wakes {
+                    hub.wake(&user, seq, None);
+                }
+            });
+        }
         // An administrator's disconnect already ended this instance's
         // connections; doing it again would end those opened since.
         return payload.probe;
+    }
+    for (user, seq) in wakes {
+        hub.wake(&user, seq, None);
     }
     for user in payload.kicks {
         if let Ok(user) = UserId::parse(&user) {
