@@ -1132,6 +1132,7 @@ async fn odd_ids_keep_log_lines_intact_and_control_characters_are_refused() {
 const PUBLIC_ROUTES: &[&str] = &[
     "/",
     "/app.js",
+    "/i18n.js",
     "/app.css",
     "/healthz",
     "/readyz",
