@@ -42,6 +42,8 @@ has_postgres || need postgresql "the PostgreSQL server (postgres, initdb)"
 
 # The browser tests drive a headless Chromium (HERALD_CHROMIUM names another).
 [ -x "${HERALD_CHROMIUM:-/usr/bin/chromium}" ] || need chromium "Chromium"
+# A Chinese font, so the Simplified Chinese screenshot shows characters, not boxes.
+[ -n "$(fc-list :lang=zh 2>/dev/null)" ] || need fonts-wqy-microhei "a Chinese font"
 
 # The deployment tests (tests/deploy) run Herald behind Debian's nginx with
 # the configuration in deploy/, make a test certificate with openssl, speak

@@ -17,31 +17,41 @@
  * The UI never changes because a REST call succeeded: changes are applied
  * when their event arrives from the per-user log, so all tabs converge on the
  * same state. A failed REST call shows an error.
+ *
+ * Every visible text comes from the message table of the reader's language
+ * (i18n.js); switching language re-renders the texts in place.
  */
-'use strict';
+import {
+  LANGUAGES, language, setLanguage, t, tNodes, count, relativeTime, fullTime,
+} from '/i18n.js';
 
 const TOKEN_KEY = 'herald.token';
 const EVENT_TYPES = ['notification', 'read', 'unread', 'read_all', 'deleted', 'reset'];
 const PAGE_SIZE = 50;
 const MAX_TIMEOUT = 2 ** 31 - 1; // setTimeout overflows above this
-const EXPIRED = 'Signed out: the token was rejected or has expired. Paste a new one to continue.';
-const CONNECTION_LABELS = {
-  connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', closed: 'Signed out',
-};
-const TRANSPORT_NAMES = { sse: 'SSE', ws: 'WebSocket', poll: 'long-poll' };
 
 const byId = id => document.getElementById(id);
 const ui = {
-  unread: byId('unread-count'), connection: byId('connection'), account: byId('account'),
-  user: byId('user'), signout: byId('signout'), error: byId('error'),
+  unread: byId('unread-count'), unreadSummary: byId('unread-summary'),
+  connection: byId('connection'), account: byId('account'),
+  signedInAs: byId('signed-in-as'), signout: byId('signout'), error: byId('error'),
+  language: byId('language'),
   signin: byId('signin'), signinMessage: byId('signin-message'), tokenInput: byId('token-input'),
   center: byId('center'), filter: byId('category-filter'), markAll: byId('mark-all-read'),
   list: byId('notifications'), empty: byId('empty'), loadOlder: byId('load-older'),
+  switchDialog: byId('switch-dialog'), switchText: byId('switch-text'),
+  switchWarning: byId('switch-warning'), switchKeep: byId('switch-keep'),
+  switchAccept: byId('switch-accept'),
   announce: byId('announce'),
 };
 
 /** The signed-in session, or null. Async work checks `s.closed` before touching the page. */
 let S = null;
+/** What the page shows while signed out, and the connection state, kept to re-render them in another language. */
+let signinMessage = null;
+let connectionShown = { connection: 'closed', transport: null, relayed: false };
+/** A sign-in link waiting for the reader's answer: { token, sub, current } (current: the signed-in sub). */
+let offered = null;
 
 // ---------------------------------------------------------------- helpers
 
@@ -57,23 +67,9 @@ const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 /** Exponential backoff with jitter, so many clients do not retry in lockstep. */
 const backoff = attempt => Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
 
-function relativeTime(iso, now = Date.now()) {
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) return '';
-  const minutes = Math.floor((now - t) / 60000);
-  if (minutes < 1) return 'just now';
-  if (minutes < 60) return `${minutes} min ago`;
-  const hours = Math.floor(minutes / 60);
-  if (hours < 24) return `${hours} h ago`;
-  const days = Math.floor(hours / 24);
-  if (days === 1) return 'yesterday';
-  if (days < 7) return `${days} days ago`;
-  return new Date(t).toLocaleDateString();
-}
-
-function fullTime(iso) {
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
+/** A user id as an isolated element: an id with bidirectional characters cannot reorder the text around it. */
+function userName(sub) {
+  return el('bdi', 'user-name', sub);
 }
 
 let errorTimer;
@@ -105,6 +101,70 @@ function decodeClaims(token) {
   }
 }
 
+/** The claims of a token the page can use (a JWT with a `sub`), or null. */
+function usableClaims(token) {
+  const claims = decodeClaims(token);
+  return claims && typeof claims.sub === 'string' && claims.sub ? claims : null;
+}
+
+/** Past `exp` by this browser's clock: such a session is over, replacing it needs no question. */
+const expired = exp => Number.isFinite(Number(exp)) && exp * 1000 <= Date.now();
+
+/*
+ * The token is kept twice. sessionStorage holds this tab's, so a reload keeps
+ * the tab's user even while other tabs are signed in as someone else.
+ * localStorage holds the one signed in last in this browser, so a new tab
+ * opens signed in, and a sign-in link opened in a new tab meets the session
+ * it would replace (see offerToken).
+ */
+function stored(area) {
+  try { return window[area].getItem(TOKEN_KEY); } catch { return null; }
+}
+
+function store(area, token) {
+  try {
+    if (token == null) window[area].removeItem(TOKEN_KEY);
+    else window[area].setItem(TOKEN_KEY, token);
+  } catch { /* storage unavailable: the session lasts as long as the page */ }
+}
+
+/**
+ * A token from a `#token=` link. Anyone can craft such a link, so it never
+ * silently swaps the reader into another user's center: the reader is asked,
+ * and the current session goes on until they agree. A token the server
+ * refuses replaces nothing, so a crafted link cannot even sign the reader out.
+ */
+async function offerToken(token) {
+  const claims = usableClaims(token);
+  if (!claims) {
+    if (S) showError(t('invalidLink')); else showSignin('invalidToken');
+    return;
+  }
+  const current = S;
+  if (!current || expired(current.exp)) {
+    startSession(token, claims);
+    return;
+  }
+  if (token === current.token) return;
+  if (!(await accepted(token))) {
+    showError(t('invalidLink'));
+    return;
+  }
+  if (S !== current) {
+    offerToken(token); // signed in or out meanwhile: decide afresh
+    return;
+  }
+  if (claims.sub === current.sub) {
+    startSession(token, claims); // a fresh token for the same user
+    return;
+  }
+  offered = { token, sub: claims.sub, current: current.sub };
+  renderSwitch();
+  // A value left from an earlier answer must not count when Escape closes it.
+  ui.switchDialog.returnValue = '';
+  if (!ui.switchDialog.open) ui.switchDialog.showModal();
+}
+
 // ------------------------------------------------------------------- REST
 
 async function api(s, url, init = {}) {
@@ -116,10 +176,10 @@ async function api(s, url, init = {}) {
       headers: { Accept: 'application/json', Authorization: `Bearer ${s.token}` },
     });
   } catch {
-    throw new Error('the server cannot be reached');
+    throw new Error(t('unreachable'));
   }
   if (res.status === 401) {
-    signOut(s, EXPIRED);
+    signOut(s, 'expired');
     throw Object.assign(new Error('signed out'), { signedOut: true });
   }
   if (!res.ok) throw new Error(await problemText(res));
@@ -132,6 +192,19 @@ async function problemText(res) {
     return [p.title, p.detail].filter(Boolean).join(': ') || `HTTP ${res.status}`;
   } catch {
     return `HTTP ${res.status}`;
+  }
+}
+
+/** Whether the server takes a token; an unreachable server is no refusal (the session finds out later). */
+async function accepted(token) {
+  try {
+    const res = await fetch('/v1/me/notifications?status=unread&limit=1', {
+      cache: 'no-store',
+      headers: { Accept: 'application/json', Authorization: `Bearer ${token}` },
+    });
+    return res.status !== 401;
+  } catch {
+    return true;
   }
 }
 
@@ -152,14 +225,14 @@ function listUrl(s, before) {
 
 // ---------------------------------------------------------------- session
 
-function startSession(token) {
-  if (S) signOut(S);
-  const claims = decodeClaims(token);
-  if (!claims || typeof claims.sub !== 'string' || !claims.sub) {
-    showSignin('That is not a valid token (expected a JWT with a "sub" claim).');
+function startSession(token, claims = usableClaims(token)) {
+  if (!claims) {
+    showSignin('invalidToken');
     return;
   }
-  sessionStorage.setItem(TOKEN_KEY, token);
+  if (S) signOut(S);
+  store('sessionStorage', token);
+  store('localStorage', token);
   let markLoaded;
   const s = {
     token,
@@ -194,13 +267,16 @@ function startSession(token) {
   s.cleanups.push(() => { clearTimeout(s.expiryTimer); clearTimeout(s.countTimer); });
 }
 
-function signOut(s, message = 'Signed out.') {
+/** `message`: the key of the text the sign-in form shows. */
+function signOut(s, message = 'signedOut') {
   if (s.closed) return;
   s.closed = true;
   for (const undo of s.cleanups.reverse()) undo();
   if (S !== s) return;
   S = null;
-  sessionStorage.removeItem(TOKEN_KEY);
+  store('sessionStorage', null);
+  // Another tab may have signed in someone else since: leave theirs.
+  if (stored('localStorage') === s.token) store('localStorage', null);
   showSignin(message);
 }
 
@@ -528,7 +604,7 @@ async function reload(s) {
       page = await api(s, listUrl(s));
     } catch (err) {
       if (err.signedOut || s.closed || gen !== s.loadGen) return;
-      showError(`Could not load notifications: ${err.message}`);
+      showError(t('loadFailed', { error: err.message }));
       await sleep(backoff(attempt));
     }
     if (s.closed || gen !== s.loadGen) return;
@@ -562,7 +638,7 @@ async function loadOlder(s) {
     s.nextBefore = page.next_before;
     renderMeta(s);
   } catch (err) {
-    if (!err.signedOut) showError(`Could not load older notifications: ${err.message}`);
+    if (!err.signedOut) showError(t('loadOlderFailed', { error: err.message }));
   } finally {
     ui.loadOlder.disabled = false;
   }
@@ -576,7 +652,7 @@ function addNotification(s, n) {
   if (!n.read_at) s.unread += 1; // the badge counts every category
   if (s.category && n.category !== s.category) { noteCategory(s, n.category); return; }
   insertItem(s, n);
-  ui.announce.textContent = `New notification: ${n.title}`;
+  ui.announce.textContent = t('newNotification', { title: n.title });
 }
 
 function setRead(s, id, readAt) {
@@ -656,38 +732,49 @@ function renderItem(n) {
 
   const content = el('div', 'content');
   const head = el('div', 'head');
-  head.append(el('span', 'visually-hidden unread-flag', 'Unread: '), el('h3', 'title', n.title));
+  head.append(el('span', 'visually-hidden unread-flag'), el('h3', 'title', n.title));
   if (n.category) head.append(el('span', 'category', n.category));
   content.append(head);
   if (n.body) content.append(el('p', 'body', n.body));
-  const time = el('time', 'time', relativeTime(n.created_at));
+  const time = el('time', 'time');
   time.dateTime = n.created_at;
-  time.title = fullTime(n.created_at);
   content.append(time);
 
   const actions = el('div', 'actions');
   const toggle = el('button', 'read-toggle');
-  const del = el('button', 'delete', 'Delete');
+  const del = el('button', 'delete');
   toggle.type = del.type = 'button';
-  del.setAttribute('aria-label', `Delete: ${n.title}`);
   actions.append(toggle, del);
 
   li.append(content, actions);
-  renderReadState({ n, li });
+  renderItemTexts({ n, li });
   return li;
+}
+
+/** The item's texts in the current language. */
+function renderItemTexts({ n, li }) {
+  li.querySelector('.unread-flag').textContent = t('unreadFlag');
+  const time = li.querySelector('time');
+  time.textContent = relativeTime(n.created_at);
+  time.title = fullTime(n.created_at);
+  const del = li.querySelector('.delete');
+  del.textContent = t('delete');
+  del.setAttribute('aria-label', t('deleteLabel', { title: n.title }));
+  renderReadState({ n, li });
 }
 
 function renderReadState({ n, li }) {
   const unread = !n.read_at;
   li.classList.toggle('unread', unread);
   li.querySelector('.unread-flag').hidden = !unread;
-  li.querySelector('.read-toggle').textContent = unread ? 'Mark read' : 'Mark unread';
+  li.querySelector('.read-toggle').textContent = t(unread ? 'markRead' : 'markUnread');
 }
 
 function renderMeta(s) {
   if (s.unread < 0) { s.unread = 0; refreshCount(s); } // drifted: clamp and recompute
   ui.unread.textContent = String(s.unread);
   ui.unread.classList.toggle('zero', s.unread === 0);
+  ui.unreadSummary.textContent = count('unread', s.unread);
   document.title = s.unread ? `(${s.unread}) Herald` : 'Herald';
   ui.empty.hidden = !s.ready || s.items.size > 0;
   ui.loadOlder.hidden = s.nextBefore == null;
@@ -707,37 +794,71 @@ function refreshTimes() {
 }
 
 function showConnection(connection, transport, relayed = false) {
+  connectionShown = { connection, transport, relayed };
   const body = document.body;
   body.dataset.connection = connection;
   if (transport) body.dataset.transport = transport;
   else delete body.dataset.transport;
   ui.connection.dataset.state = connection;
-  const label = CONNECTION_LABELS[connection] || connection;
-  ui.connection.textContent = transport ? `${label} · ${TRANSPORT_NAMES[transport] || transport}` : label;
-  ui.connection.title = relayed ? 'Connection shared with another tab' : '';
+  const label = t(connection);
+  ui.connection.textContent = transport ? `${label} · ${t(transport)}` : label;
+  ui.connection.title = relayed ? t('sharedConnection') : '';
 }
 
-function showSignin(message) {
+/** `message`: the key of the text to show above the form, if any. */
+function showSignin(message = null) {
   ui.center.hidden = true;
   ui.account.hidden = true;
   ui.list.replaceChildren();
   ui.unread.textContent = '0';
   ui.unread.classList.add('zero');
   document.title = 'Herald';
-  ui.signinMessage.textContent = message || '';
+  signinMessage = message;
+  ui.signinMessage.textContent = message ? t(message) : '';
   ui.signinMessage.hidden = !message;
   ui.tokenInput.value = '';
   ui.signin.hidden = false;
   showConnection('closed', null);
 }
 
+/** Whose center this is, always in view: the token's `sub`. */
+function renderAccount(s) {
+  ui.signedInAs.replaceChildren(...tNodes('signedInAs', { user: Object.assign(userName(s.sub), { id: 'user' }) }));
+}
+
+function renderSwitch() {
+  if (!offered) return;
+  const { sub: next, current } = offered;
+  ui.switchText.replaceChildren(...tNodes('switchText', { next: userName(next), current: userName(current) }));
+  ui.switchWarning.replaceChildren(...tNodes('switchWarning', { next: userName(next) }));
+  ui.switchKeep.replaceChildren(...tNodes('switchKeep', { current: userName(current) }));
+  ui.switchAccept.replaceChildren(...tNodes('switchAccept', { next: userName(next) }));
+}
+
+/** Puts every visible text in the current language. */
+function renderTexts() {
+  for (const node of document.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
+  ui.language.value = language();
+  const { connection, transport, relayed } = connectionShown;
+  showConnection(connection, transport, relayed);
+  ui.signinMessage.textContent = signinMessage ? t(signinMessage) : '';
+  renderSwitch();
+  if (S) {
+    renderAccount(S);
+    for (const item of S.items.values()) renderItemTexts(item);
+    renderMeta(S);
+  }
+}
+
 function showCenter(s) {
   ui.signin.hidden = true;
   ui.error.hidden = true;
-  ui.user.textContent = s.sub;
+  renderAccount(s);
   ui.account.hidden = false;
   ui.list.replaceChildren();
-  ui.filter.replaceChildren(Object.assign(el('option', null, 'All'), { value: '' }));
+  const all = Object.assign(el('option', null, t('all')), { value: '' });
+  all.dataset.i18n = 'all';
+  ui.filter.replaceChildren(all);
   ui.empty.hidden = true;
   ui.loadOlder.hidden = true;
   ui.center.hidden = false;
@@ -757,7 +878,7 @@ async function act(url, method, failure) {
   try {
     await api(s, url, { method });
   } catch (err) {
-    if (!err.signedOut) showError(`${failure}: ${err.message}`);
+    if (!err.signedOut) showError(t(failure, { error: err.message }));
   }
 }
 
@@ -768,15 +889,14 @@ ui.list.addEventListener('click', e => {
   const base = `/v1/me/notifications/${encodeURIComponent(li.dataset.id)}`;
   if (button.classList.contains('read-toggle')) {
     const unread = li.classList.contains('unread');
-    act(`${base}/${unread ? 'read' : 'unread'}`, 'POST',
-      unread ? 'Could not mark as read' : 'Could not mark as unread');
+    act(`${base}/${unread ? 'read' : 'unread'}`, 'POST', unread ? 'readFailed' : 'unreadFailed');
   } else if (button.classList.contains('delete')) {
-    act(base, 'DELETE', 'Could not delete');
+    act(base, 'DELETE', 'deleteFailed');
   }
 });
 
 ui.markAll.addEventListener('click', () =>
-  act('/v1/me/notifications/read-all', 'POST', 'Could not mark all as read'));
+  act('/v1/me/notifications/read-all', 'POST', 'readAllFailed'));
 
 ui.loadOlder.addEventListener('click', () => { if (S) loadOlder(S); });
 
@@ -790,6 +910,7 @@ ui.signout.addEventListener('click', () => { if (S) signOut(S); });
 
 ui.signin.addEventListener('submit', e => {
   e.preventDefault();
+  // Typed or pasted by the reader: theirs to choose, so no question asked.
   const token = ui.tokenInput.value.trim();
   if (token) startSession(token);
 });
@@ -797,7 +918,25 @@ ui.signin.addEventListener('submit', e => {
 // A new #token= link opened in this tab changes only the fragment.
 addEventListener('hashchange', () => {
   const token = tokenFromUrl();
-  if (token) startSession(token);
+  if (token) offerToken(token);
+});
+
+// Declined (or Escape): the link's token is dropped; the current session never stopped.
+ui.switchDialog.addEventListener('close', () => {
+  const offer = offered;
+  offered = null;
+  if (offer && ui.switchDialog.returnValue === 'switch') startSession(offer.token);
+});
+
+ui.language.replaceChildren(...Object.entries(LANGUAGES).map(([tag, name]) => {
+  const option = el('option', null, name);
+  option.value = tag;
+  option.lang = tag; // each name is read in its own language
+  return option;
+}));
+ui.language.addEventListener('change', () => {
+  setLanguage(ui.language.value);
+  renderTexts();
 });
 
 // Closing tab: tell the followers at once; the lock (or the heartbeat 'bye') hands leadership on.
@@ -808,7 +947,13 @@ addEventListener('pageshow', e => { if (e.persisted) location.reload(); });
 setInterval(refreshTimes, 30000);
 
 {
-  const token = tokenFromUrl() || sessionStorage.getItem(TOKEN_KEY);
-  if (token) startSession(token);
-  else showSignin();
+  renderTexts();
+  const link = tokenFromUrl();
+  const saved = stored('sessionStorage') || stored('localStorage');
+  const savedClaims = saved && usableClaims(saved);
+  // Resume the saved session (unless it has expired and a link brings
+  // another); the link is then offered as a replacement.
+  if (savedClaims && !(link && expired(savedClaims.exp))) startSession(saved, savedClaims);
+  if (link) offerToken(link);
+  else if (!S) showSignin();
 }

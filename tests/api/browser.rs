@@ -1,6 +1,7 @@
 //! The message-center page in a real headless Chromium, driven through the
 //! DevTools protocol: live delivery, reconnect after the server drops the
-//! connection, tabs converging through the log, and the transport fallbacks.
+//! connection, tabs converging through the log, the transport fallbacks, the
+//! page's two languages, and sign-in links for another user.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +37,12 @@ struct Tab<'a> {
 
 impl Browser {
     async fn launch(name: &str) -> Self {
+        Self::launch_with(name, &[]).await
+    }
+
+    /// With more command-line flags, e.g. `--accept-lang`, which sets
+    /// `navigator.languages` the way a reader's browser settings do.
+    async fn launch_with(name: &str, flags: &[&str]) -> Self {
         let binary =
             std::env::var("HERALD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         assert!(
@@ -57,6 +64,7 @@ impl Browser {
                 "--remote-debugging-port=0",
                 "--window-size=1000,800",
             ])
+            .args(flags)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdout(Stdio::null())
@@ -192,7 +200,34 @@ impl Tab<'_> {
         .await
     }
 
+    /// The text of every element matching `selector`, in document order.
+    async fn texts(&self, selector: &str) -> Value {
+        self.eval(&format!(
+            "[...document.querySelectorAll({})].map(e => e.textContent)",
+            json!(selector)
+        ))
+        .await
+    }
+
+    /// The text of the element matching `selector`.
+    async fn text(&self, selector: &str) -> Value {
+        self.eval(&format!(
+            "document.querySelector({})?.textContent",
+            json!(selector)
+        ))
+        .await
+    }
+
+    /// Reloads the page and waits until the new document is live.
+    async fn reload_until_live(&self) {
+        self.eval("window.beforeReload = true; location.reload()")
+            .await;
+        self.until(&format!("!window.beforeReload && {LIVE}")).await;
+    }
+
     async fn screenshot(&self, name: &str) -> PathBuf {
+        // Not halfway through a transition.
+        self.until("document.getAnimations().length === 0").await;
         let shot = self
             .call("Page.captureScreenshot", json!({"format": "png"}))
             .await;
@@ -234,6 +269,7 @@ fn page_url(app: &TestApp, user: &str, query: &str) -> String {
 }
 
 const LIVE: &str = "document.body.dataset.connection === 'live'";
+const ONE_ITEM: &str = "document.querySelectorAll('li.notification').length === 1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_a_published_notification_live_and_after_a_server_drop() {
@@ -350,6 +386,9 @@ async fn without_eventsource_the_page_falls_back_to_websocket_then_long_polling(
         .await;
     assert_eq!(ws.titles().await, json!(["over a socket"]));
 
+    // Another browser: a link for a second user in the same one would ask
+    // before replacing the first user's session.
+    let browser = Browser::launch("fallback-poll").await;
     let poll = browser
         .open(
             &page_url(&app, "no-sse-no-ws", ""),
@@ -362,4 +401,282 @@ async fn without_eventsource_the_page_falls_back_to_websocket_then_long_polling(
     poll.until("document.querySelectorAll('li.notification').length === 1")
         .await;
     assert_eq!(poll.titles().await, json!(["by long-polling"]));
+}
+
+/// What the message center shows in one language, for the same two unread
+/// notifications published three minutes ago.
+struct Texts {
+    lang: &'static str,
+    heading: &'static str,
+    live: &'static str,
+    signed_in_as: &'static str,
+    two_unread: &'static str,
+    one_unread: &'static str,
+    mark_read: &'static str,
+    mark_unread: &'static str,
+    three_minutes_ago: &'static str,
+    mark_all_read: &'static str,
+    delete: &'static str,
+}
+
+const ENGLISH: Texts = Texts {
+    lang: "en",
+    heading: "Notifications",
+    live: "Live · SSE",
+    signed_in_as: "Signed in as reader",
+    two_unread: "2 unread",
+    one_unread: "1 unread",
+    mark_read: "Mark read",
+    mark_unread: "Mark unread",
+    three_minutes_ago: "3 minutes ago",
+    mark_all_read: "Mark all read",
+    delete: "Delete",
+};
+
+const CHINESE: Texts = Texts {
+    lang: "zh-CN",
+    heading: "通知",
+    live: "实时 · SSE",
+    signed_in_as: "当前用户：reader",
+    two_unread: "2 条未读",
+    one_unread: "1 条未读",
+    mark_read: "标为已读",
+    mark_unread: "标为未读",
+    three_minutes_ago: "3分钟前",
+    mark_all_read: "全部标为已读",
+    delete: "删除",
+};
+
+impl Tab<'_> {
+    /// Every text of the center is in `texts`' language; `unread` of the two
+    /// notifications are unread (the newer ones first).
+    async fn assert_speaks(&self, texts: &Texts, unread: usize) {
+        let summary = if unread == 2 {
+            texts.two_unread
+        } else {
+            texts.one_unread
+        };
+        // The summary changes last (after the event is applied): wait for it.
+        self.until(&format!(
+            "document.querySelector('#unread-summary').textContent === {}",
+            json!(summary)
+        ))
+        .await;
+        assert_eq!(self.eval("document.documentElement.lang").await, texts.lang);
+        assert_eq!(self.text("#center-heading").await, texts.heading);
+        assert_eq!(self.text("#connection").await, texts.live);
+        assert_eq!(self.text("#signed-in-as").await, texts.signed_in_as);
+        assert_eq!(self.text("#mark-all-read").await, texts.mark_all_read);
+        let toggles: Vec<&str> = (0..2)
+            .map(|i| {
+                if i < unread {
+                    texts.mark_read
+                } else {
+                    texts.mark_unread
+                }
+            })
+            .collect();
+        assert_eq!(
+            self.texts("li.notification .read-toggle").await,
+            json!(toggles)
+        );
+        assert_eq!(
+            self.texts("li.notification .delete").await,
+            json!([texts.delete, texts.delete])
+        );
+        assert_eq!(
+            self.texts("li.notification time").await,
+            json!([texts.three_minutes_ago, texts.three_minutes_ago])
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_speaks_the_readers_language_english_or_chinese_and_switches() {
+    let app = TestApp::spawn().await;
+    app.publish(&["reader"], "Build finished").await;
+    app.publish(&["reader"], "Review requested").await;
+    for (texts, accept) in [(&ENGLISH, "en-US,en"), (&CHINESE, "zh-CN,zh")] {
+        // Three minutes old as far as the page can tell, for the next 59 s
+        // (each language's run takes a fraction of that).
+        sqlx::query(
+            "UPDATE notifications SET created_at = now() - interval '3 minutes 1 second' \
+             WHERE user_id = 'reader'",
+        )
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        let browser = Browser::launch_with(
+            &format!("lang-{}", texts.lang),
+            &[&format!("--accept-lang={accept}")],
+        )
+        .await;
+        let tab = browser.open(&page_url(&app, "reader", ""), None).await;
+        tab.until(LIVE).await;
+        tab.assert_speaks(texts, 2).await;
+        // Counts follow the log in the reader's language too.
+        tab.eval(
+            "document.querySelector('li.notification[data-seq=\"1\"] button.read-toggle').click()",
+        )
+        .await;
+        tab.assert_speaks(texts, 1).await;
+        let shot = tab
+            .screenshot(&format!("message-center-{}.png", texts.lang))
+            .await;
+        eprintln!("screenshot: {}", shot.display());
+        // Mark it unread again for the next language's run.
+        tab.eval(
+            "document.querySelector('li.notification[data-seq=\"1\"] button.read-toggle').click()",
+        )
+        .await;
+        tab.assert_speaks(texts, 2).await;
+
+        if texts.lang != "zh-CN" {
+            continue;
+        }
+        // A Chinese browser's reader switches to English in the page; the
+        // choice outlives a reload, whatever the browser's languages say.
+        let switch_to = |lang: &str| {
+            format!(
+                "const s = document.querySelector('#language'); s.value = '{lang}'; \
+                 s.dispatchEvent(new Event('change'))"
+            )
+        };
+        assert_eq!(
+            tab.eval("[...document.querySelectorAll('#language option')].map(o => o.textContent)")
+                .await,
+            json!(["English", "简体中文"])
+        );
+        tab.eval(&switch_to("en")).await;
+        tab.assert_speaks(&ENGLISH, 2).await;
+        tab.reload_until_live().await;
+        tab.assert_speaks(&ENGLISH, 2).await;
+        assert_eq!(
+            tab.eval("document.querySelector('#language').value").await,
+            "en"
+        );
+        tab.eval(&switch_to("zh-CN")).await;
+        tab.assert_speaks(&CHINESE, 2).await;
+
+        // Signed out, the sign-in form speaks it as well.
+        tab.eval("document.querySelector('#signout').click()").await;
+        tab.until("document.body.dataset.connection === 'closed'")
+            .await;
+        assert_eq!(tab.text("#signin h2").await, "登录");
+        assert_eq!(tab.text("#signin-message").await, "已退出登录。");
+        assert_eq!(tab.text("#connection").await, "未登录");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_link_for_another_user_asks_before_replacing_the_session() {
+    let app = TestApp::spawn().await;
+    app.publish(&["alice"], "For alice").await;
+    app.publish(&["mallory"], "For mallory").await;
+    let browser = Browser::launch_with("switch", &["--accept-lang=en-US,en"]).await;
+    let own = browser.open(&page_url(&app, "alice", ""), None).await;
+    own.until(LIVE).await;
+    assert_eq!(own.text("#signed-in-as").await, "Signed in as alice");
+    assert_eq!(own.titles().await, json!(["For alice"]));
+    let alice_token = own.eval("sessionStorage.getItem('herald.token')").await;
+    assert!(alice_token.is_string());
+
+    // A crafted link, opened in a new tab, meets the browser's stored session.
+    let crafted = browser.open(&page_url(&app, "mallory", ""), None).await;
+    const ASKING: &str = "document.querySelector('#switch-dialog').open";
+    crafted.until(ASKING).await;
+    assert_eq!(
+        crafted.text("#switch-text").await,
+        "This link signs you in as mallory. You are signed in as alice."
+    );
+    assert_eq!(crafted.text("#switch-keep").await, "Stay alice");
+    assert_eq!(crafted.text("#switch-accept").await, "Switch to mallory");
+    assert_eq!(
+        crafted.eval("location.href.includes('token')").await,
+        false,
+        "the fragment leaves the address bar at once"
+    );
+    // Behind the question, alice's center goes on (this tab follows the
+    // first one's connection, so it is live before its list has loaded).
+    crafted.until(LIVE).await;
+    crafted.until(ONE_ITEM).await;
+    assert_eq!(crafted.text("#signed-in-as").await, "Signed in as alice");
+    assert_eq!(crafted.titles().await, json!(["For alice"]));
+    crafted.screenshot("switch-user-question.png").await;
+
+    // Declined: nothing changes, not even after a reload.
+    crafted
+        .eval("document.querySelector('#switch-keep').click()")
+        .await;
+    crafted.until(&format!("!{ASKING}")).await;
+    for reload in [false, true] {
+        if reload {
+            crafted.reload_until_live().await;
+        }
+        crafted.until(ONE_ITEM).await;
+        assert_eq!(crafted.eval(ASKING).await, false);
+        assert_eq!(crafted.text("#signed-in-as").await, "Signed in as alice");
+        assert_eq!(crafted.titles().await, json!(["For alice"]));
+        for area in ["sessionStorage", "localStorage"] {
+            assert_eq!(
+                crafted
+                    .eval(&format!("{area}.getItem('herald.token')"))
+                    .await,
+                alice_token,
+                "{area} keeps alice's token"
+            );
+        }
+    }
+
+    // A link whose token the server refuses (a broken signature) replaces
+    // nothing and asks nothing, whatever user it names.
+    for user in ["mallory", "alice"] {
+        crafted
+            .eval(&format!(
+                "location.hash = '#token={}x'",
+                app.token(user, None)
+            ))
+            .await;
+        crafted
+            .until("document.querySelector('#error').textContent === 'The sign-in link holds no valid token; nothing was changed.' && !document.querySelector('#error').hidden")
+            .await;
+        crafted
+            .eval("document.querySelector('#error').hidden = true")
+            .await;
+        assert_eq!(crafted.eval(ASKING).await, false);
+        assert_eq!(crafted.eval("location.href.includes('token')").await, false);
+        assert_eq!(crafted.text("#signed-in-as").await, "Signed in as alice");
+        assert_eq!(crafted.titles().await, json!(["For alice"]));
+        assert_eq!(
+            crafted.eval("sessionStorage.getItem('herald.token')").await,
+            alice_token
+        );
+    }
+
+    // The same link again, now followed within the open tab; accepted.
+    crafted
+        .eval(&format!(
+            "location.hash = '#token={}'",
+            app.token("mallory", None)
+        ))
+        .await;
+    crafted.until(ASKING).await;
+    assert_eq!(
+        crafted.text("#switch-text").await,
+        "This link signs you in as mallory. You are signed in as alice."
+    );
+    assert_eq!(crafted.eval("location.href.includes('token')").await, false);
+    crafted
+        .eval("document.querySelector('#switch-accept').click()")
+        .await;
+    crafted
+        .until("document.querySelector('#signed-in-as').textContent === 'Signed in as mallory'")
+        .await;
+    crafted.until(LIVE).await;
+    crafted.until(ONE_ITEM).await;
+    assert_eq!(crafted.titles().await, json!(["For mallory"]));
+    assert_eq!(crafted.eval(ASKING).await, false);
+    // The first tab is still alice's: each tab keeps its own user.
+    assert_eq!(own.text("#signed-in-as").await, "Signed in as alice");
+    assert_eq!(own.titles().await, json!(["For alice"]));
 }

@@ -68,6 +68,7 @@ fn allowed_methods(path: &str) -> String {
 route_table! {
     get    "/"                                  => ops::page;
     get    "/app.js"                            => ops::script;
+    get    "/i18n.js"                           => ops::i18n_script;
     get    "/app.css"                           => ops::stylesheet;
     get    "/healthz"                           => ops::healthz;
     get    "/readyz"                            => ops::readyz;

@@ -11,6 +11,7 @@ use crate::http::telemetry;
 const OPENAPI: &str = include_str!("../../../openapi.yaml");
 const PAGE: &str = include_str!("../../../static/index.html");
 const SCRIPT: &str = include_str!("../../../static/app.js");
+const I18N_SCRIPT: &str = include_str!("../../../static/i18n.js");
 const STYLESHEET: &str = include_str!("../../../static/app.css");
 
 /// The page runs only its own script and style: no inline code, no other
@@ -54,6 +55,14 @@ pub async fn script() -> HttpResponse {
         .content_type("application/javascript; charset=utf-8")
         .insert_header(("Cache-Control", "no-cache"))
         .body(SCRIPT)
+}
+
+/// The page's message tables and formatting, an ES module `app.js` imports.
+pub async fn i18n_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "no-cache"))
+        .body(I18N_SCRIPT)
 }
 
 pub async fn stylesheet() -> HttpResponse {

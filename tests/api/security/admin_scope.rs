@@ -11,6 +11,7 @@ use crate::support::{TestApp, assert_problem, data};
 const PUBLIC_ROUTES: &[&str] = &[
     "/",
     "/app.js",
+    "/i18n.js",
     "/app.css",
     "/healthz",
     "/readyz",
