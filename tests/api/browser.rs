@@ -634,7 +634,7 @@ async fn a_sign_in_link_for_another_user_asks_before_replacing_the_session() {
         crafted
             .eval(&format!(
                 "location.hash = '#token={}x'",
-                app.token(user, None)
+                app.token(user, &[])
             ))
             .await;
         crafted
@@ -657,7 +657,7 @@ async fn a_sign_in_link_for_another_user_asks_before_replacing_the_session() {
     crafted
         .eval(&format!(
             "location.hash = '#token={}'",
-            app.token("mallory", None)
+            app.token("mallory", &[])
         ))
         .await;
     crafted.until(ASKING).await;
