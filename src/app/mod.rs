@@ -6,4 +6,5 @@
 
 pub mod cli;
 pub mod embedded_pg;
+mod private_files;
 pub mod startup;
