@@ -37,6 +37,11 @@ use crate::app::private_files::{self, Owner};
 const SUPERUSER: &str = "herald";
 /// Where the superuser's password is kept, in the data directory.
 const PASSWORD_FILE: &str = "herald-password";
+/// Where the socket directory's name is kept, in the data directory, so a
+/// restarted server is found at the same address.
+const SOCKET_DIR_FILE: &str = "herald-socket-dir";
+/// Socket directories are `/tmp/herald-pg-` and 8 random characters.
+const SOCKET_DIR_PREFIX: &str = "/tmp/herald-pg-";
 
 pub struct Options {
     /// Data directory (created and initialised when missing).
@@ -77,7 +82,7 @@ impl EmbeddedPostgres {
                 data_dir.display()
             );
         }
-        let socket_dir = private_socket_dir(owner)?;
+        let socket_dir = socket_dir_for(&data_dir, owner)?;
         let started = Self::start_in(
             &bin,
             &account,
@@ -125,6 +130,11 @@ impl EmbeddedPostgres {
         if !data_dir.join("PG_VERSION").exists() {
             init_cluster(bin, account, owner, data_dir, &socket_dir)?;
         }
+        private_files::write_fresh(
+            &data_dir.join(SOCKET_DIR_FILE),
+            socket_dir.as_os_str().as_encoded_bytes(),
+            owner,
+        )?;
         let password = read_password(data_dir)?;
         if password.is_none() {
             tracing::warn!(data_dir = %data_dir.display(), "this data directory was initialised without a password: any local process of its account can connect; remove it to start afresh with one");
@@ -349,15 +359,45 @@ fn data_dir_for(account: &Option<Account>, configured: &Path) -> anyhow::Result<
     Ok(fallback)
 }
 
-/// A new directory with a random name for the server's socket, owned by
-/// `owner`, mode 0700. Unix socket paths are limited to about 100 bytes, so
-/// it sits directly in /tmp.
-fn private_socket_dir(owner: Owner) -> anyhow::Result<PathBuf> {
-    let dir =
-        nix::unistd::mkdtemp("/tmp/herald-pg-XXXXXXXX").context("creating the socket directory")?;
+/// The directory for the server's socket: the one this data directory's
+/// server used before (so clients of a restarted server find it again), if
+/// it can be made again or is still `owner`'s own; else a new one with a
+/// random name. Either way a directory of `owner`, mode 0700. Unix socket
+/// paths are limited to about 100 bytes, so it sits directly in /tmp.
+fn socket_dir_for(data_dir: &Path, owner: Owner) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = remembered_socket_dir(data_dir)? {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let reusable = match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => true,
+            // Left by a server that died: still ours only if no one else
+            // took the name meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.is_dir() && m.uid() == owner.uid && m.mode() & 0o077 == 0),
+            Err(_) => false,
+        };
+        if reusable {
+            std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid))?;
+            return Ok(dir);
+        }
+    }
+    let dir = nix::unistd::mkdtemp(format!("{SOCKET_DIR_PREFIX}XXXXXXXX").as_str())
+        .context("creating the socket directory")?;
     // mkdtemp made it 0700 and ours: nobody else could have swapped it.
     std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid))?;
     Ok(dir)
+}
+
+/// The socket directory recorded in the data directory, if it has the
+/// shape Herald gives them (the file is writable by the server's account,
+/// which must not be able to point root at another directory).
+fn remembered_socket_dir(data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let Some(text) = private_files::read(&data_dir.join(SOCKET_DIR_FILE))? else {
+        return Ok(None);
+    };
+    let valid = text
+        .strip_prefix(SOCKET_DIR_PREFIX)
+        .is_some_and(|name| name.len() == 8 && name.bytes().all(|b| b.is_ascii_alphanumeric()));
+    Ok(valid.then(|| PathBuf::from(text)))
 }
 
 /// `initdb` with password authentication for every connection; the random

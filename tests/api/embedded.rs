@@ -70,18 +70,26 @@ async fn the_server_log_is_never_written_through_a_planted_link() {
 }
 
 #[tokio::test]
-async fn each_start_gets_its_own_private_socket_directory() {
+async fn the_socket_directory_is_private_and_its_name_random() {
     use std::os::unix::fs::MetadataExt;
     let pg = start_private_postgres("socket-dir");
     let first = socket_dir(&pg);
-    let meta = std::fs::metadata(&first).unwrap();
+    let meta = std::fs::symlink_metadata(&first).unwrap();
+    assert!(meta.is_dir());
     assert_eq!(meta.mode() & 0o777, 0o700, "{}", first.display());
     pg.stop();
     assert!(!first.exists(), "removed when the server stops");
 
-    // A name derived from the data directory could be taken over by anyone
-    // beforehand; a fresh random one cannot.
-    let pg = start_on(&scratch_dir_path("socket-dir"));
+    // A restarted server is found where its clients knew it.
+    let data = scratch_dir_path("socket-dir");
+    let pg = start_on(&data);
+    assert_eq!(socket_dir(&pg), first);
+    pg.stop();
+
+    // A name derived from the data directory could be taken by anyone
+    // beforehand; a new cluster at the same place gets a new random one.
+    std::fs::remove_dir_all(&data).unwrap();
+    let pg = start_on(&data);
     let second = socket_dir(&pg);
     pg.stop();
     assert_ne!(first, second);
