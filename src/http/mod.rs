@@ -11,6 +11,7 @@ pub mod body_deadline;
 pub mod cors;
 pub mod error;
 pub mod limits;
+pub mod readiness;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::http::limits::PublishLimiter;
+use crate::http::readiness::Readiness;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::Publisher;
 use crate::live::Hub;
@@ -29,4 +30,6 @@ pub struct AppState {
     /// Wakes the broadcast worker when a broadcast is created.
     pub broadcaster: Broadcaster,
     pub publish_limit: PublishLimiter,
+    /// `/readyz` checks, one at a time.
+    pub readiness: Readiness,
 }
