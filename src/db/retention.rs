@@ -31,7 +31,7 @@ impl AgedLog {
         format!(
             "WITH gone AS (
                  DELETE FROM {table}
-                 WHERE ctid IN (SELECT ctid FROM {table} WHERE created_at < $1 LIMIT $2)
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE created_at < $1 LIMIT $2))
                  RETURNING user_id, seq
              ), horizon AS (
                  SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_id
@@ -46,7 +46,7 @@ impl AgedLog {
 
 /// The statement of `purge_idempotency_keys` (`$1` cutoff, `$2` batch).
 pub const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys
-     WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2))";
 
 /// Deletes up to `batch` rows of `log` created before `cutoff` and moves each
 /// affected user's `purged_seq` past them, so a client resuming from before
