@@ -114,11 +114,6 @@ impl EmbeddedPostgres {
         Ok(Some(server))
     }
 
-    /// Whether this process started the server (and `stop` stops it).
-    pub fn started_here(&self) -> bool {
-        self.exited.is_some()
-    }
-
     fn start_in(
         bin: &Path,
         account: &Option<Account>,
