@@ -165,13 +165,15 @@ impl TestApp {
         init_test_logging();
         let mut settings = test_settings();
         tweak(&mut settings);
+        let pool = PgPool::connect(db_url).await.unwrap();
+        // Other instances on the same database listen already.
+        let listening_before = listeners(&pool).await;
         let app = Application::build(settings.clone(), db_url)
             .await
             .expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        let pool = PgPool::connect(db_url).await.unwrap();
         let app = Self {
             address,
             db_url: db_url.to_owned(),
@@ -181,25 +183,10 @@ impl TestApp {
             settings,
             http: reqwest::Client::new(),
         };
-        app.wait_until_listening().await;
+        // Its wake-up listener has run its LISTEN (its first catch-up
+        // follows at once, before any stream a test opens afterwards).
+        wait_for(|| async { listeners(&app.pool).await > listening_before }).await;
         app
-    }
-
-    /// The wake-up listener has run its LISTEN (its first catch-up follows
-    /// at once, before any stream a test opens afterwards).
-    async fn wait_until_listening(&self) {
-        wait_for(|| async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE application_name = 'herald-listener' AND datname = current_database()
-                   AND state = 'idle' AND query LIKE 'LISTEN%'",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-                > 0
-        })
-        .await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -306,6 +293,18 @@ impl TestApp {
         .await
         .unwrap()
     }
+}
+
+/// Wake-up listeners that have run their LISTEN on `pool`'s database.
+async fn listeners(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name = 'herald-listener' AND datname = current_database()
+           AND state = 'idle' AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 type EventStream = Pin<
