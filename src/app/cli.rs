@@ -82,8 +82,10 @@ pub fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Runs `f` with a database URL: `DATABASE_URL`, or a private PostgreSQL
-/// started for the duration of `f`.
+/// Runs `f` with a database URL: `DATABASE_URL`, or the private PostgreSQL
+/// on `database.embedded_dir`: the one another Herald process already runs
+/// there (used as it is, and left running), else one started for the
+/// duration of `f`.
 fn with_database<F, Fut>(settings: &Settings, f: F) -> anyhow::Result<()>
 where
     F: FnOnce(String) -> Fut,
@@ -93,12 +95,21 @@ where
     if let Some(url) = settings.database_url() {
         return runtime.block_on(f(url.to_owned()));
     }
-    tracing::info!(dir = %settings.database.embedded_dir.display(), "DATABASE_URL is unset: starting a private PostgreSQL");
-    let pg = EmbeddedPostgres::start(Options {
-        data_dir: settings.database.embedded_dir.clone(),
-        fsync: true,
-        max_connections: 100,
-    })?;
+    let dir = &settings.database.embedded_dir;
+    let pg = match EmbeddedPostgres::attach(dir)? {
+        Some(pg) => {
+            tracing::info!(dir = %dir.display(), pid = pg.pid(), "DATABASE_URL is unset: using the private PostgreSQL already running on this directory (it stops with the process that started it)");
+            pg
+        }
+        None => {
+            tracing::info!(dir = %dir.display(), "DATABASE_URL is unset: starting a private PostgreSQL");
+            EmbeddedPostgres::start(Options {
+                data_dir: dir.clone(),
+                fsync: true,
+                max_connections: 100,
+            })?
+        }
+    };
     let result = runtime.block_on(async {
         pg.create_database("herald").await?;
         f(pg.url("herald")).await

@@ -6,6 +6,18 @@
 //! their data where that account can reach it. The server is started through
 //! `setpriv --pdeathsig INT` from a thread that lives as long as the server,
 //! so it shuts down fast if Herald dies without stopping it.
+//!
+//! Only Herald may connect: the cluster is initialised with password
+//! authentication (a random password, kept in `herald-password` in the data
+//! directory, readable by its owner only), and its socket lives in a fresh
+//! directory with a random name, so no other local process can claim or
+//! predict it. As root, every file Herald creates in the account's
+//! directories is created anew without following links (see
+//! `private_files`).
+//!
+//! A second Herald process on the same data directory (`herald migrate`
+//! beside `herald serve`) finds the running server through its
+//! `postmaster.pid` and uses it as it is, touching none of its files.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +29,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Pid, Uid, User, chown};
+use nix::unistd::{Pid, Uid, User};
+
+use crate::app::private_files::{self, Owner};
+
+/// The database superuser Herald connects as.
+const SUPERUSER: &str = "herald";
+/// Where the superuser's password is kept, in the data directory.
+const PASSWORD_FILE: &str = "herald-password";
+/// Where the socket directory's name is kept, in the data directory, so a
+/// restarted server is found at the same address.
+const SOCKET_DIR_FILE: &str = "herald-socket-dir";
+/// Socket directories are `/tmp/herald-pg-` and 8 random characters.
+const SOCKET_DIR_PREFIX: &str = "/tmp/herald-pg-";
 
 pub struct Options {
     /// Data directory (created and initialised when missing).
@@ -30,7 +54,10 @@ pub struct Options {
 pub struct EmbeddedPostgres {
     pid: Pid,
     socket_dir: PathBuf,
-    exited: mpsc::Receiver<()>,
+    /// `None` for a cluster initialised before passwords were used.
+    password: Option<String>,
+    /// `None` when the server belongs to another process (see `attach`).
+    exited: Option<mpsc::Receiver<()>>,
 }
 
 /// The account the server runs as.
@@ -41,37 +68,74 @@ struct Account {
 }
 
 impl EmbeddedPostgres {
+    /// Starts a server on `options.data_dir` (initialising it first if
+    /// needed). Fails, touching nothing, if one already runs there.
     pub fn start(options: Options) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let account = account()?;
+        let owner = account.as_ref().map_or_else(Owner::current, Account::owner);
         let data_dir = data_dir_for(&account, &options.data_dir)?;
-        let socket_dir = socket_dir_for(&data_dir);
-        prepare_dir(&socket_dir, &account)?;
-        if !data_dir.join("PG_VERSION").exists() {
-            prepare_dir(&data_dir, &account)?;
-            let mut initdb = Command::new(bin.join("initdb"));
-            let status = as_account(&mut initdb, &account)
-                .args(["-D"])
-                .arg(&data_dir)
-                .args([
-                    "-U",
-                    "herald",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .status()
-                .context("running initdb")?;
-            if !status.success() {
-                bail!("initdb failed for {}", data_dir.display());
-            }
+        if let Some(running) = Running::find(&data_dir)? {
+            bail!(
+                "a PostgreSQL (pid {}) already runs on {}; stop it first",
+                running.pid,
+                data_dir.display()
+            );
         }
-        let log =
-            fs::File::create(data_dir.join("server.log")).context("creating the server log")?;
+        let socket_dir = socket_dir_for(&data_dir, owner)?;
+        let started = Self::start_in(
+            &bin,
+            &account,
+            owner,
+            &data_dir,
+            socket_dir.clone(),
+            &options,
+        );
+        if started.is_err() {
+            let _ = fs::remove_dir_all(&socket_dir);
+        }
+        started
+    }
+
+    /// The server another process started on `data_dir` and still runs,
+    /// used as it is (never stopped by this process).
+    pub fn attach(data_dir: &Path) -> anyhow::Result<Option<Self>> {
+        let data_dir = data_dir_for(&account()?, data_dir)?;
+        let Some(running) = Running::find(&data_dir)? else {
+            return Ok(None);
+        };
+        let server = Self {
+            pid: running.pid,
+            socket_dir: running.socket_dir,
+            password: read_password(&data_dir)?,
+            exited: None,
+        };
+        server.wait_for_socket(&data_dir)?;
+        Ok(Some(server))
+    }
+
+    fn start_in(
+        bin: &Path,
+        account: &Option<Account>,
+        owner: Owner,
+        data_dir: &Path,
+        socket_dir: PathBuf,
+        options: &Options,
+    ) -> anyhow::Result<Self> {
+        if !data_dir.join("PG_VERSION").exists() {
+            init_cluster(bin, account, owner, data_dir, &socket_dir)?;
+        }
+        private_files::write_fresh(
+            &data_dir.join(SOCKET_DIR_FILE),
+            socket_dir.as_os_str().as_encoded_bytes(),
+            owner,
+        )?;
+        let password = read_password(data_dir)?;
+        if password.is_none() {
+            tracing::warn!(data_dir = %data_dir.display(), "this data directory was initialised without a password: any local process of its account can connect; remove it to start afresh with one");
+        }
+        let log = private_files::create_fresh(&data_dir.join("server.log"), owner)
+            .context("creating the server log")?;
         let mut command = if Path::new("/usr/bin/setpriv").exists() {
             let mut c = Command::new("/usr/bin/setpriv");
             c.args(["--pdeathsig", "INT"]).arg(bin.join("postgres"));
@@ -79,9 +143,9 @@ impl EmbeddedPostgres {
         } else {
             Command::new(bin.join("postgres"))
         };
-        as_account(&mut command, &account)
+        as_account(&mut command, account)
             .arg("-D")
-            .arg(&data_dir)
+            .arg(data_dir)
             .arg("-k")
             .arg(&socket_dir)
             .args(["-c", "listen_addresses="])
@@ -116,9 +180,10 @@ impl EmbeddedPostgres {
         let server = Self {
             pid: Pid::from_raw(pid as i32),
             socket_dir,
-            exited,
+            password,
+            exited: Some(exited),
         };
-        server.wait_for_socket(&data_dir)?;
+        server.wait_for_socket(data_dir)?;
         Ok(server)
     }
 
@@ -126,7 +191,11 @@ impl EmbeddedPostgres {
         let socket = self.socket_dir.join(".s.PGSQL.5432");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !socket.exists() {
-            if self.exited.try_recv().is_ok() {
+            let exited = match &self.exited {
+                Some(exited) => exited.try_recv().is_ok(),
+                None => kill(self.pid, None).is_err(),
+            };
+            if exited {
                 bail!(
                     "postgres exited; see {}",
                     data_dir.join("server.log").display()
@@ -140,10 +209,16 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
-    /// A URL for database `db` as the superuser `herald`.
+    /// A URL for database `db` as the superuser `herald`. It carries the
+    /// password: never log it.
     pub fn url(&self, db: &str) -> String {
+        // The password is hex, so it needs no escaping.
+        let password = self
+            .password
+            .as_ref()
+            .map_or_else(String::new, |p| format!(":{p}"));
         format!(
-            "postgres://herald@localhost/{db}?host={}",
+            "postgres://{SUPERUSER}{password}@localhost/{db}?host={}",
             self.socket_dir.display()
         )
     }
@@ -171,11 +246,16 @@ impl EmbeddedPostgres {
         self.pid.as_raw()
     }
 
-    /// Fast shutdown (SIGINT): ends sessions, no waiting for clients.
+    /// Fast shutdown (SIGINT): ends sessions, no waiting for clients. A
+    /// server this process did not start is left running.
     pub fn stop(self) {
+        let Some(exited) = self.exited else {
+            return;
+        };
         if kill(self.pid, Signal::SIGINT).is_ok() {
-            let _ = self.exited.recv_timeout(Duration::from_secs(10));
+            let _ = exited.recv_timeout(Duration::from_secs(10));
         }
+        let _ = fs::remove_dir_all(&self.socket_dir);
     }
 }
 
@@ -216,6 +296,15 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
         .pop()
         .map(|(_, dir)| dir)
         .context("PostgreSQL server binaries not found: install the `postgresql` package or set HERALD_PG_BIN")
+}
+
+impl Account {
+    fn owner(&self) -> Owner {
+        Owner {
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
 }
 
 fn account() -> anyhow::Result<Option<Account>> {
@@ -265,9 +354,126 @@ fn data_dir_for(account: &Option<Account>, configured: &Path) -> anyhow::Result<
     Ok(fallback)
 }
 
-/// Unix socket paths are limited to about 100 bytes: keep the socket short.
-fn socket_dir_for(data_dir: &Path) -> PathBuf {
-    PathBuf::from(format!("/tmp/herald-pg-{:016x}", hash(data_dir)))
+/// The directory for the server's socket: the one this data directory's
+/// server used before (so clients of a restarted server find it again), if
+/// it can be made again or is still `owner`'s own; else a new one with a
+/// random name. Either way a directory of `owner`, mode 0700. Unix socket
+/// paths are limited to about 100 bytes, so it sits directly in /tmp.
+fn socket_dir_for(data_dir: &Path, owner: Owner) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = remembered_socket_dir(data_dir)? {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let reusable = match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => true,
+            // Left by a server that died: still ours only if no one else
+            // took the name meanwhile.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.is_dir() && m.uid() == owner.uid && m.mode() & 0o077 == 0),
+            Err(_) => false,
+        };
+        if reusable {
+            std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid))?;
+            return Ok(dir);
+        }
+    }
+    let dir = nix::unistd::mkdtemp(format!("{SOCKET_DIR_PREFIX}XXXXXXXX").as_str())
+        .context("creating the socket directory")?;
+    // mkdtemp made it 0700 and ours: nobody else could have swapped it.
+    std::os::unix::fs::lchown(&dir, Some(owner.uid), Some(owner.gid))?;
+    Ok(dir)
+}
+
+/// The socket directory recorded in the data directory, if it has the
+/// shape Herald gives them (the file is writable by the server's account,
+/// which must not be able to point root at another directory).
+fn remembered_socket_dir(data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let Some(text) = private_files::read(&data_dir.join(SOCKET_DIR_FILE))? else {
+        return Ok(None);
+    };
+    let valid = text
+        .strip_prefix(SOCKET_DIR_PREFIX)
+        .is_some_and(|name| name.len() == 8 && name.bytes().all(|b| b.is_ascii_alphanumeric()));
+    Ok(valid.then(|| PathBuf::from(text)))
+}
+
+/// `initdb` with password authentication for every connection; the random
+/// password reaches `initdb` through a file in the private socket directory
+/// and is then kept in the data directory.
+fn init_cluster(
+    bin: &Path,
+    account: &Option<Account>,
+    owner: Owner,
+    data_dir: &Path,
+    socket_dir: &Path,
+) -> anyhow::Result<()> {
+    private_files::prepare_dir(data_dir, owner)?;
+    let password = new_password()?;
+    let pwfile = socket_dir.join("initdb-password");
+    private_files::write_fresh(&pwfile, password.as_bytes(), owner)?;
+    let mut initdb = Command::new(bin.join("initdb"));
+    let status = as_account(&mut initdb, account)
+        .args(["-D"])
+        .arg(data_dir)
+        .args(["-U", SUPERUSER, "--auth=scram-sha-256", "--pwfile"])
+        .arg(&pwfile)
+        .args(["-E", "UTF8", "--no-locale", "--no-sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .context("running initdb");
+    let _ = fs::remove_file(&pwfile);
+    if !status?.success() {
+        bail!("initdb failed for {}", data_dir.display());
+    }
+    private_files::write_fresh(&data_dir.join(PASSWORD_FILE), password.as_bytes(), owner)
+}
+
+/// 256 random bits from the operating system, hex-encoded.
+fn new_password() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+fn read_password(data_dir: &Path) -> anyhow::Result<Option<String>> {
+    Ok(private_files::read(&data_dir.join(PASSWORD_FILE))?
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty()))
+}
+
+/// A server that runs on a data directory, as its `postmaster.pid` says.
+struct Running {
+    pid: Pid,
+    socket_dir: PathBuf,
+}
+
+impl Running {
+    /// `postmaster.pid` lists the postmaster's pid (line 1) and its socket
+    /// directory (line 5). A file left by a server that died names a process
+    /// that is gone.
+    fn find(data_dir: &Path) -> anyhow::Result<Option<Self>> {
+        let Some(text) = private_files::read(&data_dir.join("postmaster.pid"))? else {
+            return Ok(None);
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let Some(pid) = lines.first().and_then(|l| l.trim().parse::<i32>().ok()) else {
+            return Ok(None);
+        };
+        let pid = Pid::from_raw(pid);
+        // EPERM still means the process exists.
+        if pid.as_raw() <= 0 || kill(pid, None) == Err(nix::errno::Errno::ESRCH) {
+            return Ok(None);
+        }
+        let Some(socket_dir) = lines.get(4).map(|l| l.trim()).filter(|l| !l.is_empty()) else {
+            bail!(
+                "a PostgreSQL (pid {pid}) is starting on {} without a socket; try again",
+                data_dir.display()
+            );
+        };
+        Ok(Some(Self {
+            pid,
+            socket_dir: PathBuf::from(socket_dir),
+        }))
+    }
 }
 
 fn hash(path: &Path) -> u64 {
@@ -275,13 +481,4 @@ fn hash(path: &Path) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     path.hash(&mut h);
     h.finish()
-}
-
-fn prepare_dir(dir: &Path, account: &Option<Account>) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-    if let Some(a) = account {
-        chown(dir, Some(a.uid.into()), Some(a.gid.into()))?;
-    }
-    Ok(())
 }

@@ -7,4 +7,5 @@
 pub mod cli;
 pub mod embedded_pg;
 pub mod logging;
+mod private_files;
 pub mod startup;

@@ -164,6 +164,7 @@ impl Application {
                 settings.publish.rate_per_sec,
                 settings.publish.burst,
             ),
+            readiness: Default::default(),
         });
         let app_state = state.clone();
         let body_limit = settings.server.max_body_bytes;

@@ -22,7 +22,31 @@ impl AgedLog {
             Self::Notifications => "notifications",
         }
     }
+
+    /// The statement of `purge_before` (`$1` cutoff, `$2` batch); public so
+    /// the retention benchmark explains exactly what runs.
+    pub fn purge_sql(self) -> String {
+        // The table name comes from the enum above, never from input.
+        let table = self.table();
+        format!(
+            "WITH gone AS (
+                 DELETE FROM {table}
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE created_at < $1 LIMIT $2))
+                 RETURNING user_id, seq
+             ), horizon AS (
+                 SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_id
+             ), moved AS (
+                 UPDATE users u SET purged_seq = GREATEST(u.purged_seq, h.seq)
+                 FROM horizon h WHERE u.user_id = h.user_id
+             )
+             SELECT COALESCE(sum(n), 0)::int8 FROM horizon"
+        )
+    }
 }
+
+/// The statement of `purge_idempotency_keys` (`$1` cutoff, `$2` batch).
+pub const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2))";
 
 /// Deletes up to `batch` rows of `log` created before `cutoff` and moves each
 /// affected user's `purged_seq` past them, so a client resuming from before
@@ -33,26 +57,12 @@ pub async fn purge_before(
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    // The table name comes from the enum above, never from input.
-    let table = log.table();
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "WITH gone AS (
-             DELETE FROM {table}
-             WHERE ctid IN (SELECT ctid FROM {table} WHERE created_at < $1 LIMIT $2)
-             RETURNING user_id, seq
-         ), horizon AS (
-             SELECT user_id, max(seq) AS seq, count(*) AS n FROM gone GROUP BY user_id
-         ), moved AS (
-             UPDATE users u SET purged_seq = GREATEST(u.purged_seq, h.seq)
-             FROM horizon h WHERE u.user_id = h.user_id
-         )
-         SELECT COALESCE(sum(n), 0)::int8 FROM horizon"
-    )))
-    .bind(cutoff)
-    .bind(batch)
-    .fetch_one(conn)
-    .await
-    .map(|n: i64| n as u64)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(log.purge_sql()))
+        .bind(cutoff)
+        .bind(batch)
+        .fetch_one(conn)
+        .await
+        .map(|n: i64| n as u64)
 }
 
 /// Deletes up to `batch` notifications that expired before `now`. Expired
@@ -79,13 +89,10 @@ pub async fn purge_idempotency_keys(
     cutoff: DateTime<Utc>,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM idempotency_keys
-         WHERE ctid IN (SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
-    )
-    .bind(cutoff)
-    .bind(batch)
-    .execute(conn)
-    .await
-    .map(|r| r.rows_affected())
+    sqlx::query(PURGE_IDEMPOTENCY_KEYS)
+        .bind(cutoff)
+        .bind(batch)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected())
 }

@@ -7,6 +7,13 @@
 //! 408 and the connection is closed. Requests without a body (streams,
 //! WebSocket handshakes, long-polls) are untouched, so long-lived
 //! connections are never cut by it.
+//!
+//! A handler may also answer without reading the body at all (a 401, or
+//! `/healthz` sent with a body). actix would then keep reading and
+//! discarding the rest of the body with no timer, for as long as the client
+//! trickles it. So when the answer is ready, what has already arrived is
+//! discarded; if the body has not ended by then, the answer closes the
+//! connection instead of waiting for the rest.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -23,7 +30,7 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, ResponseError};
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream, StreamExt};
 
 use crate::http::error::ApiError;
 
@@ -39,11 +46,12 @@ pub async fn enforce(
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let late = Rc::new(Cell::new(false));
-    // Shared, so that a late body outlives the handler (see below).
+    let ended = Rc::new(Cell::new(false));
+    // Shared, so that an unread body outlives the handler (see below).
     let inner = Rc::new(RefCell::new(req.take_payload()));
     let reader = Rc::clone(&inner);
     let mut deadline = Box::pin(tokio::time::sleep(timeout));
-    let flag = Rc::clone(&late);
+    let (late_flag, ended_flag) = (Rc::clone(&late), Rc::clone(&ended));
     let mut done = false;
     let body = futures_util::stream::poll_fn(move |cx| {
         if done {
@@ -51,7 +59,7 @@ pub async fn enforce(
         }
         if deadline.as_mut().poll(cx).is_ready() {
             done = true;
-            flag.set(true);
+            late_flag.set(true);
             return Poll::Ready(Some(Err(PayloadError::Io(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the request body arrived too slowly",
@@ -59,14 +67,28 @@ pub async fn enforce(
         }
         let next = Pin::new(&mut *reader.borrow_mut()).poll_next(cx);
         done = matches!(next, Poll::Ready(None));
+        ended_flag.set(done);
         next
     });
     req.set_payload(Payload::Stream {
         payload: Box::pin(body),
     });
-    let response = next.call(req).await?;
+    let mut response = next.call(req).await?;
     if !late.get() {
-        return Ok(response.map_into_left_body());
+        if ended.get() || discard_arrived(&mut inner.borrow_mut()) {
+            return Ok(response.map_into_left_body());
+        }
+        // The handler did not read the body and the rest has not arrived:
+        // answer, then close rather than wait for it (see `HoldingBody`).
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        let response = response.map_body(|_, body| HoldingBody {
+            body: BoxBody::new(body),
+            _unread: inner,
+        });
+        return Ok(response.map_into_right_body());
     }
     // Whatever the handler made of the failed read, the answer is 408, and
     // the rest of the body is not waited for.
@@ -88,6 +110,18 @@ pub async fn enforce(
         _unread: inner,
     });
     Ok(ServiceResponse::new(request, answer).map_into_right_body())
+}
+
+/// Discards the part of an unread body that has already arrived, without
+/// waiting for more; true when that was the whole body.
+fn discard_arrived(payload: &mut Payload) -> bool {
+    loop {
+        match payload.next().now_or_never() {
+            Some(Some(Ok(_))) => continue,
+            Some(None) => return true,
+            Some(Some(Err(_))) | None => return false,
+        }
+    }
 }
 
 /// A response body that keeps the unread request body alive.

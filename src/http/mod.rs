@@ -12,6 +12,7 @@ pub mod cors;
 pub mod error;
 pub mod limits;
 pub mod payloads;
+pub mod readiness;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

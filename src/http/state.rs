@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::http::limits::PublishLimiter;
+use crate::http::readiness::Readiness;
 use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
@@ -29,4 +30,6 @@ pub struct AppState {
     /// Wakes the broadcast worker when a broadcast is created.
     pub broadcaster: Broadcaster,
     pub publish_limit: PublishLimiter,
+    /// `/readyz` checks, one at a time.
+    pub readiness: Readiness,
 }

@@ -5,6 +5,7 @@ mod auth;
 mod broadcast;
 mod browser;
 mod concurrency;
+mod embedded;
 mod faults;
 mod fuzz_findings;
 mod instances;

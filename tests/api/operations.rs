@@ -113,3 +113,41 @@ async fn the_service_pool_bounds_statements_and_idle_transactions() {
         .and_then(|e| e.code().map(|c| c.into_owned()));
     assert_eq!(code.as_deref(), Some("57014"), "query_canceled");
 }
+
+/// Connections the application's pool holds open to this test's database.
+async fn app_connections(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name = 'herald' AND datname = current_database()",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_readiness_probes_checks_the_database_one_at_a_time() {
+    let app = TestApp::spawn_with(|s| s.database.max_connections = 20).await;
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let before = app_connections(&app).await;
+
+    // Each probe taking its own connection would open the pool to its
+    // maximum; one check at a time needs the connection already open (a
+    // background job may, by chance, need one more meanwhile).
+    let probes = (0..300).map(|_| app.http.get(app.url("/readyz")).send());
+    let answers = futures_util::future::join_all(probes).await;
+    for answer in answers {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.json::<serde_json::Value>().await.unwrap(),
+            json!({"status": "ready"})
+        );
+    }
+    let after = app_connections(&app).await;
+    assert!(
+        after <= before + 1,
+        "{before} connections before the probes, {after} after"
+    );
+}

@@ -3,7 +3,6 @@
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::db;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::http::telemetry;
@@ -23,9 +22,13 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// 200 only while the database answers.
+/// 200 only while the database answers; concurrent probes share one check.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    db::ping(&state.pool).await?;
+    if !state.readiness.database_answers(&state.pool).await {
+        return Err(ApiError::Unavailable(
+            "the database is unavailable; retry later".into(),
+        ));
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
 }
 

@@ -193,3 +193,71 @@ async fn a_body_that_arrives_too_slowly_gets_408_and_the_connection_closes() {
     // A body that arrives in time is fine.
     app.publish(&["jo"], "in time").await;
 }
+
+/// Requests whose handler never reads the body (a 401 before any body is
+/// needed, `/healthz` with a body): a client trickling that body must not
+/// keep the connection beyond the body deadline.
+#[tokio::test]
+async fn a_body_nobody_reads_cannot_keep_the_connection_open() {
+    // After such an answer actix lingers, reading and discarding, for up to
+    // the disconnect timeout (so the client reads the answer rather than a
+    // reset); kept short here so the close is due well within the deadline.
+    let app = TestApp::spawn_with(|s| {
+        s.server.client_request_timeout_ms = SLOW_MS;
+        s.server.client_disconnect_timeout_ms = 250;
+    })
+    .await;
+    let host = host(&app);
+    let item = app.publish(&["ned"], "to delete").await.remove(0);
+    let delete = format!(
+        "DELETE /v1/me/notifications/{}",
+        item["id"].as_str().unwrap()
+    );
+    let ned = format!("Authorization: Bearer {}\r\n", app.token("ned", &[]));
+    let chunked = "Transfer-Encoding: chunked";
+    let cases = [
+        ("POST /v1/notifications", "", chunked, true, "401"),
+        ("GET /healthz", "", chunked, true, "200"),
+        (
+            "POST /v1/notifications",
+            "",
+            "Content-Length: 100000",
+            false,
+            "401",
+        ),
+        // An answer without a body (204) holds the connection no longer.
+        (delete.as_str(), ned.as_str(), chunked, true, "204"),
+    ];
+    for (request, auth, framing, chunked, status) in cases {
+        let started = Instant::now();
+        let stream = TcpStream::connect(&host).await.unwrap();
+        let (mut read, mut write) = stream.into_split();
+        let head = format!(
+            "{request} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n{framing}\r\n\r\n"
+        );
+        write.write_all(head.as_bytes()).await.unwrap();
+        let writer = tokio::spawn(async move {
+            // Bounded: at most 10 s of one byte every 50 ms.
+            let piece: &[u8] = if chunked { b"1\r\n \r\n" } else { b" " };
+            for _ in 0..200 {
+                if write.write_all(piece).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            std::future::pending::<()>().await;
+        });
+        let answer = read_until_closed(&mut read).await;
+        let elapsed = started.elapsed();
+        writer.abort();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request} {framing}: {answer:?}"
+        );
+        assert!(
+            elapsed < Duration::from_millis(SLOW_MS),
+            "{request} {framing}: closed after {elapsed:?}"
+        );
+    }
+    healthy(&app).await;
+}

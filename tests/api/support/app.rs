@@ -55,13 +55,15 @@ impl TestApp {
         init_test_logging();
         let mut settings = test_settings();
         tweak(&mut settings);
+        let pool = PgPool::connect(db_url).await.unwrap();
+        // Other instances on the same database listen already.
+        let listening_before = listeners(&pool).await;
         let app = Application::build(settings.clone(), db_url)
             .await
             .expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        let pool = PgPool::connect(db_url).await.unwrap();
         let app = Self {
             address,
             db_url: db_url.to_owned(),
@@ -71,25 +73,10 @@ impl TestApp {
             settings,
             http: reqwest::Client::new(),
         };
-        app.wait_until_listening().await;
+        // Its wake-up listener has run its LISTEN (its first catch-up
+        // follows at once, before any stream a test opens afterwards).
+        wait_for(|| async { listeners(&app.pool).await > listening_before }).await;
         app
-    }
-
-    /// The wake-up listener has run its LISTEN (its first catch-up follows
-    /// at once, before any stream a test opens afterwards).
-    async fn wait_until_listening(&self) {
-        wait_for(|| async {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE application_name = 'herald-listener' AND datname = current_database()
-                   AND state = 'idle' AND query LIKE 'LISTEN%'",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-                > 0
-        })
-        .await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -198,4 +185,16 @@ pub async fn publish_many(app: &TestApp, user: &str, n: i64, body: &str) -> Vec<
 pub async fn healthy(app: &TestApp) {
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Wake-up listeners that have run their LISTEN on `pool`'s database.
+async fn listeners(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name = 'herald-listener' AND datname = current_database()
+           AND state = 'idle' AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
