@@ -98,7 +98,7 @@ pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Outcome> {
         ));
     }
     let errors = tally.outside(&["200", "429"]);
-    if !errors.is_empty() || wakes.outside(&["201"]).len() > 0 {
+    if !errors.is_empty() || !wakes.outside(&["201"]).is_empty() {
         outcome.finding(format!(
             "errors: polls {}; wake-up publishes {wakes}",
             errors.join(" ")

@@ -36,7 +36,7 @@ impl Flood {
         match self {
             Self::SmallFrames => Message::text("x"),
             // Over the 64 KiB frame limit, text and binary alternately.
-            Self::Oversized if i % 2 == 0 => Message::text("x".repeat(1 << 20)),
+            Self::Oversized if i.is_multiple_of(2) => Message::text("x".repeat(1 << 20)),
             Self::Oversized => Message::binary(vec![0u8; 1 << 20]),
             Self::Commands => Message::text(match i % 3 {
                 0 => format!(r#"{{"op":"ping","ref":{i}}}"#),
