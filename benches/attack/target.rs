@@ -153,7 +153,7 @@ impl Target {
             if started.elapsed() >= within {
                 return (false, now, started.elapsed());
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -269,8 +269,8 @@ pub async fn sample(pid: u32, base: &str) -> Sample {
     sample
 }
 
-/// Samples the process every quarter second and keeps the peak since the
-/// last `reset_peak`.
+/// Samples the process every half second (a scrape of a bloated `/metrics`
+/// is load of its own) and keeps the peak since the last `reset_peak`.
 #[derive(Clone)]
 pub struct Monitor {
     peak: Arc<Mutex<Sample>>,
@@ -281,7 +281,7 @@ impl Monitor {
         let peak = Arc::new(Mutex::new(Sample::default()));
         let shared = peak.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
