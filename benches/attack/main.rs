@@ -203,19 +203,19 @@ async fn run(attacks: Vec<Attack>, config: Config) -> anyhow::Result<bool> {
     let mut target = Target::start(&dir, &config).await?;
     let good = good::GoodClient::start(&target).await?;
     let tolerance = Tolerance::default();
-    let baseline = target.baseline(&good).await?;
+    let start = target.baseline(&good).await?;
     println!(
-        "herald pid {} on {}; baseline RSS {} MiB, {} fds, pool {} open / {} in use, {} metric series",
+        "herald pid {} on {}; at start RSS {} MiB, {} fds, pool {} open / {} in use, {} metric series",
         target.pid(),
         target.base,
-        baseline.rss_kib / 1024,
-        baseline.fds,
-        baseline.pool_size,
-        baseline.pool_in_use(),
-        baseline.series
+        start.rss_kib / 1024,
+        start.fds,
+        start.pool_size,
+        start.pool_in_use(),
+        start.series
     );
     println!(
-        "pass: good client p99 < {} ms; after each attack within {} s: RSS <= baseline + {} MiB, fds <= baseline + {}, pool in use <= baseline + {}",
+        "pass: good client p99 < {} ms; within {} s after each attack: RSS <= baseline + {} MiB, fds <= baseline + {}, pool in use <= baseline + {} (baseline: just before that attack)",
         tolerance.p99.as_millis(),
         config.settle.as_secs(),
         tolerance.rss_kib / 1024,
@@ -225,6 +225,9 @@ async fn run(attacks: Vec<Attack>, config: Config) -> anyhow::Result<bool> {
     let mut phases = Vec::new();
     for attack in attacks {
         println!("\n== {} ...", attack.name());
+        // Each attack is judged against the resources just before it, so one
+        // attack's leftovers are not charged to the next.
+        let baseline = target.sample().await;
         target.monitor.reset_peak();
         good.take();
         let started = std::time::Instant::now();

@@ -157,6 +157,10 @@ impl Target {
         }
     }
 
+    pub async fn sample(&self) -> Sample {
+        sample(self.server.pid, &self.base).await
+    }
+
     pub fn stop(&mut self) {
         self.stop_monitor.cancel();
         self.server.stop();
