@@ -114,7 +114,7 @@ impl Config {
             scale: 0.02,
             churn: 200,
             procs: 2,
-            settle: Duration::from_secs(20),
+            settle: Duration::from_secs(5),
             request_timeout: Duration::from_millis(1_000),
         }
     }
@@ -248,7 +248,8 @@ async fn run(attacks: Vec<Attack>, config: Config) -> anyhow::Result<bool> {
             .await
             .is_ok();
         let probes = good.take();
-        let peak = target.monitor.peak();
+        // An attack shorter than the sampling interval still has a peak.
+        let peak = target.monitor.peak().max(&target.sample().await);
         let (settled, final_sample, settle_took) =
             target.settle(&baseline, &tolerance, config.settle).await;
         let alive = target.alive();
