@@ -1,0 +1,180 @@
+//! Header and method floods: many and huge headers, invented methods with
+//! random names (up to 100 KiB), random paths. Every answer must be a 4xx
+//! (never a 5xx, never a hang), and the metric series must stay a closed
+//! set: a request must not be able to mint a new series.
+
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use herald::http::routes::ROUTES;
+use rand::RngExt;
+
+use crate::Config;
+use crate::raw::exchange;
+use crate::report::{Outcome, Tally};
+use crate::target::{Target, sample};
+
+const CONCURRENCY: usize = 64;
+const WITHIN: Duration = Duration::from_secs(15);
+/// Series a flood may add: each new (route, status) pair of a closed label
+/// set, e.g. a first 431 or 405.
+const SERIES_SLACK: u64 = 100;
+
+fn random_token(rng: &mut impl rand::Rng, len: usize) -> String {
+    const TCHAR: &[u8] =
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~";
+    (0..len)
+        .map(|_| TCHAR[rng.random_range(0..TCHAR.len())] as char)
+        .collect()
+}
+
+fn random_path(rng: &mut impl rand::Rng) -> String {
+    if rng.random_bool(0.3) {
+        let (_, pattern) = ROUTES[rng.random_range(0..ROUTES.len())];
+        return pattern
+            .replace("{id}", &random_token(rng, 8))
+            .replace("{user_id}", &random_token(rng, 8));
+    }
+    const PCHAR: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-._~%2F:@!$&'()*+,;=";
+    let segments = rng.random_range(1..8);
+    let mut path = String::new();
+    for _ in 0..segments {
+        path.push('/');
+        let len = rng.random_range(1..300);
+        path.extend((0..len).map(|_| PCHAR[rng.random_range(0..PCHAR.len())] as char));
+    }
+    path
+}
+
+/// Sends every request (each on its own connection) and tallies the answers.
+async fn send_all(addr: &str, requests: Vec<Vec<u8>>) -> Tally {
+    let ended: Vec<_> = stream::iter(requests)
+        .map(|r| async move { exchange(addr, &r, WITHIN).await })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut tally = Tally::default();
+    for e in ended {
+        if e.closed_after.is_none() && !e.connect_failed {
+            tally.add(format!("{} (not closed)", e.label()));
+        } else {
+            tally.add(e.label());
+        }
+    }
+    tally
+}
+
+fn request(method: &str, path: &str, headers: &str) -> Vec<u8> {
+    format!("{method} {path} HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n")
+        .into_bytes()
+}
+
+fn check(outcome: &mut Outcome, what: &str, tally: &Tally, allowed: &[&str]) {
+    let bad = tally.outside(allowed);
+    if !bad.is_empty() {
+        outcome.finding(format!("{what}: unexpected answers {}", bad.join(" ")));
+    }
+}
+
+pub async fn run(target: &Target, config: &Config) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome::default();
+    let before = sample(target.pid(), &target.base).await;
+    let addr = target.addr.as_str();
+    let n = config.n(100);
+
+    // Headers.
+    let header = |i: usize, len: usize| format!("X-Flood-{i}: {}\r\n", "a".repeat(len));
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "90 headers of 1 KiB",
+            (0..90).map(|i| header(i, 1024)).collect(),
+            &["200"],
+        ),
+        (
+            "200 small headers",
+            (0..200).map(|i| header(i, 8)).collect(),
+            &["431"],
+        ),
+        ("one 100 KiB header", header(0, 100 * 1024), &["200"]),
+        ("one 1 MiB header", header(0, 1024 * 1024), &["431"]),
+        (
+            "5000 headers (about 130 KiB)",
+            (0..5000).map(|i| header(i, 10)).collect(),
+            &["431"],
+        ),
+    ];
+    for (what, headers, allowed) in cases {
+        let tally = send_all(addr, vec![request("GET", "/healthz", &headers); n]).await;
+        outcome.row(format!("{what} ×{n}"), tally.to_string());
+        check(&mut outcome, what, &tally, allowed);
+    }
+
+    // Invented methods: most short, some up to 100 KiB, on random paths.
+    let methods = config.n(3000);
+    let requests: Vec<Vec<u8>> = {
+        let mut rng = rand::rng();
+        (0..methods)
+            .map(|_| {
+                let len = if rng.random_bool(0.8) {
+                    rng.random_range(3..16)
+                } else {
+                    rng.random_range(1024..100 * 1024)
+                };
+                request(&random_token(&mut rng, len), &random_path(&mut rng), "")
+            })
+            .collect()
+    };
+    let tally = send_all(addr, requests).await;
+    outcome.row(
+        format!("random methods (80% 3–16 B, 20% 1–100 KiB) ×{methods}"),
+        tally.to_string(),
+    );
+    check(
+        &mut outcome,
+        "random methods",
+        &tally,
+        &["400", "404", "405", "431"],
+    );
+
+    // Random paths with the real methods.
+    let paths = config.n(3000);
+    let requests: Vec<Vec<u8>> = {
+        let mut rng = rand::rng();
+        (0..paths)
+            .map(|_| {
+                let method = ["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"]
+                    [rng.random_range(0..7)];
+                request(method, &random_path(&mut rng), "")
+            })
+            .collect()
+    };
+    let tally = send_all(addr, requests).await;
+    outcome.row(format!("random paths ×{paths}"), tally.to_string());
+    check(
+        &mut outcome,
+        "random paths",
+        &tally,
+        &["200", "400", "401", "404", "405", "431"],
+    );
+
+    let after = sample(target.pid(), &target.base).await;
+    outcome.row(
+        "metric series before → after",
+        format!(
+            "{} → {} lines, /metrics {} KiB → {} KiB",
+            before.series,
+            after.series,
+            before.metrics_bytes / 1024,
+            after.metrics_bytes / 1024
+        ),
+    );
+    if after.series > before.series + SERIES_SLACK {
+        outcome.finding(format!(
+            "requests minted {} metric series (/metrics grew from {} KiB to {} KiB); labels are not a closed set",
+            after.series - before.series,
+            before.metrics_bytes / 1024,
+            after.metrics_bytes / 1024
+        ));
+    }
+    Ok(outcome)
+}
