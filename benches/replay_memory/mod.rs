@@ -211,6 +211,11 @@ async fn measure(options: &ReplayOptions, db_url: &str, dir: &Path) -> anyhow::R
     // The last sample: every reader is done (or the limit passed).
     let end = memory(server.pid);
     readers.stop.cancel();
+    // Why streams ended early, and how many events the log reader read
+    // (more than delivered when resumed streams read pages again).
+    let metrics = scrape(&http, &server).await;
+    let slow_disconnects = metrics.sum("herald_slow_client_disconnects_total");
+    let replayed = metrics.sum("herald_replayed_events_total");
     let samples = sampler.await?;
     let alive = server.alive();
     let stopped_cleanly = alive && server.stop().is_some_and(|s| s.success());
@@ -223,6 +228,7 @@ async fn measure(options: &ReplayOptions, db_url: &str, dir: &Path) -> anyhow::R
     let data_bytes = tally.data_bytes.load(Ordering::Relaxed);
     let reconnects = tally.reconnects.load(Ordering::Relaxed);
     let failures = tally.failures.load(Ordering::Relaxed);
+    let fmt_metric = |v: Option<f64>| v.map_or("unknown".to_owned(), |v| format!("{v:.0}"));
     let resets = tally.resets.load(Ordering::Relaxed);
     // VmHWM survives until the process exits; if it was killed, the last
     // sample's is the best known.
@@ -241,6 +247,11 @@ async fn measure(options: &ReplayOptions, db_url: &str, dir: &Path) -> anyhow::R
         samples.max_rss_at_s,
         mib(end.rss_kib),
         samples.count
+    );
+    println!(
+        "  service        {} slow-client disconnects, {} events read from the log for streams",
+        fmt_metric(slow_disconnects),
+        fmt_metric(replayed)
     );
     for problem in problems.iter().take(10) {
         println!("  problem        {problem}");
@@ -280,6 +291,8 @@ async fn measure(options: &ReplayOptions, db_url: &str, dir: &Path) -> anyhow::R
         "reconnects": reconnects,
         "resets": resets,
         "failures": failures,
+        "slow_client_disconnects": slow_disconnects,
+        "replayed_events": replayed,
         "baseline_rss_kib": baseline.rss_kib,
         "peak_hwm_kib": peak_kib,
         "max_sampled_rss_kib": samples.max_rss_kib,
@@ -296,4 +309,28 @@ async fn measure(options: &ReplayOptions, db_url: &str, dir: &Path) -> anyhow::R
         && failures == 0
         && !samples.over_limit
         && stopped_cleanly)
+}
+
+/// The service's `/metrics` text (empty if it cannot be read).
+struct Metrics(String);
+
+impl Metrics {
+    /// The sum of every series of counter `name`, whatever its labels.
+    fn sum(&self, name: &str) -> Option<f64> {
+        let values: Vec<f64> = self
+            .0
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+}
+
+async fn scrape(http: &reqwest::Client, server: &Server) -> Metrics {
+    let text = async { http.get(server.url("/metrics")).send().await?.text().await };
+    Metrics(text.await.unwrap_or_default())
 }
