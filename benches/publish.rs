@@ -4,15 +4,20 @@
 //! ```text
 //! cargo bench --bench publish -- throughput [--publishers 64] [--users 1000] [--seconds 20]
 //! cargo bench --bench publish -- latency [--users 1000] [--rate 2000] [--seconds 20]
+//! cargo bench --bench publish -- broadcast [--users N] [--publishers 8]
+//! cargo bench --bench publish -- replay-memory [--users 300] [--per-user 500]
+//!     [--read-kib 4] [--read-ms 50] [--time-limit 900] [--max-rss-mib 12288]
 //! ```
 //!
-//! With no scenario both run, one after the other. Under `cargo test` (no
-//! `--bench` argument, no scenario) both run for a second with a small load,
-//! as a smoke test that keeps this benchmark working.
+//! With no scenario the first three run, one after the other (`replay-memory`
+//! only when named: it writes gigabytes). Under `cargo test` (no `--bench`
+//! argument, no scenario) all four run with a small load, as a smoke test
+//! that keeps this benchmark working.
 //!
 //! Each scenario prints a summary and one line `RESULT {json}`.
 
 mod common;
+mod replay_memory;
 
 use common::args::Words;
 use common::server::ensure_open_files;
@@ -29,6 +34,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use herald::app::embedded_pg::{EmbeddedPostgres, Options};
 use herald::app::startup::{AppHandle, Application};
 use herald::http::auth::Signer;
+use replay_memory::ReplayOptions;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +42,7 @@ enum Scenario {
     Throughput,
     Latency,
     Broadcast,
+    ReplayMemory,
 }
 
 impl Scenario {
@@ -44,6 +51,7 @@ impl Scenario {
             Self::Throughput => "throughput",
             Self::Latency => "latency",
             Self::Broadcast => "broadcast",
+            Self::ReplayMemory => "replay-memory",
         }
     }
 }
@@ -54,6 +62,7 @@ struct Config {
     users: usize,
     seconds: f64,
     rate: f64,
+    replay: ReplayOptions,
 }
 
 impl Default for Config {
@@ -63,6 +72,7 @@ impl Default for Config {
             users: 1000,
             seconds: 20.0,
             rate: 2000.0,
+            replay: ReplayOptions::full(),
         }
     }
 }
@@ -75,6 +85,7 @@ impl Config {
             users: 50,
             seconds: 1.0,
             rate: 200.0,
+            replay: ReplayOptions::smoke(),
         }
     }
 }
@@ -93,6 +104,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
     let mut config = Config::default();
     let mut explicit = false;
     let mut filtered = false;
+    let mut users = None;
     let mut words = Words::new(args);
     while let Some(word) = words.next_word() {
         let flag = word.as_str();
@@ -101,14 +113,23 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             "throughput" => scenarios.push(Scenario::Throughput),
             "latency" => scenarios.push(Scenario::Latency),
             "broadcast" => scenarios.push(Scenario::Broadcast),
+            "replay-memory" => scenarios.push(Scenario::ReplayMemory),
             "--bench" => {}
             "--publishers" => config.publishers = value()?.parse()?,
-            "--users" => config.users = value()?.parse()?,
+            "--users" => {
+                config.users = value()?.parse()?;
+                users = Some(config.users);
+            }
             "--seconds" => config.seconds = value()?.parse()?,
             "--rate" => config.rate = value()?.parse()?,
+            "--per-user" => config.replay.per_user = value()?.parse()?,
+            "--read-kib" => config.replay.read_kib = value()?.parse()?,
+            "--read-ms" => config.replay.read_ms = value()?.parse()?,
+            "--time-limit" => config.replay.time_limit_s = value()?.parse()?,
+            "--max-rss-mib" => config.replay.max_rss_mib = value()?.parse()?,
             "--list" if !bench => return Ok(Plan::Skip),
             _ if bench => bail!(
-                "unknown argument {word:?}; usage: throughput|latency|broadcast [--publishers N] [--users N] [--seconds S] [--rate R]"
+                "unknown argument {word:?}; usage: throughput|latency|broadcast|replay-memory [--publishers N] [--users N] [--seconds S] [--rate R] [--per-user N] [--read-kib K] [--read-ms MS] [--time-limit S] [--max-rss-mib M]"
             ),
             // libtest flags such as --nocapture mean nothing here.
             _ if flag.starts_with("--") => {}
@@ -126,12 +147,26 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
         if !explicit {
             config = Config::smoke();
         }
+        scenarios = vec![
+            Scenario::Throughput,
+            Scenario::Latency,
+            Scenario::Broadcast,
+            Scenario::ReplayMemory,
+        ];
     }
     if scenarios.is_empty() {
         scenarios = vec![Scenario::Throughput, Scenario::Latency, Scenario::Broadcast];
     }
+    // `replay-memory` has its own default number of users.
+    if let Some(users) = users {
+        config.replay.users = users;
+    }
     if config.publishers == 0 || config.users == 0 || config.seconds <= 0.0 || config.rate <= 0.0 {
         bail!("--publishers, --users, --seconds and --rate must be positive");
+    }
+    let r = &config.replay;
+    if r.per_user == 0 || r.read_kib <= 0.0 || r.read_ms <= 0.0 || r.time_limit_s <= 0.0 {
+        bail!("--per-user, --read-kib, --read-ms and --time-limit must be positive");
     }
     Ok(Plan::Run(scenarios, config))
 }
@@ -142,30 +177,43 @@ fn main() -> anyhow::Result<()> {
         Plan::Run(s, c) => (s, c),
         Plan::Skip => return Ok(()),
     };
-    // Both ends of every connection live in this process.
+    // Both ends of every connection live in this process, except in
+    // `replay-memory` (the service is another process).
     // Only `latency` holds a stream per user.
     let streams = if scenarios.contains(&Scenario::Latency) {
         config.users
     } else {
         0
     };
-    ensure_open_files(2 * (streams + config.publishers) + 1024)?;
+    let replay_streams = if scenarios.contains(&Scenario::ReplayMemory) {
+        config.replay.users
+    } else {
+        0
+    };
+    ensure_open_files((2 * (streams + config.publishers)).max(replay_streams) + 1024)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut failed = false;
     for scenario in scenarios {
-        // A fresh server and database per scenario: no scenario measures
-        // what the previous one left behind.
-        let env = Env::start(&runtime)?;
-        let result = runtime.block_on(async {
-            match scenario {
-                Scenario::Throughput => throughput(&env, &config).await,
-                Scenario::Latency => latency(&env, &config).await,
-                Scenario::Broadcast => broadcast(&env, &config).await,
-            }
-        });
-        env.stop(&runtime);
+        let result = if scenario == Scenario::ReplayMemory {
+            // Its own database and service process.
+            runtime.block_on(replay_memory::run(&config.replay))
+        } else {
+            // A fresh server and database per scenario: no scenario measures
+            // what the previous one left behind.
+            let env = Env::start(&runtime)?;
+            let result = runtime.block_on(async {
+                match scenario {
+                    Scenario::Throughput => throughput(&env, &config).await,
+                    Scenario::Latency => latency(&env, &config).await,
+                    Scenario::Broadcast => broadcast(&env, &config).await,
+                    Scenario::ReplayMemory => unreachable!("run above"),
+                }
+            });
+            env.stop(&runtime);
+            result
+        };
         match result {
             Ok(ok) => failed |= !ok,
             Err(e) => {

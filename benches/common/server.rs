@@ -150,6 +150,30 @@ pub fn proc_sample(pid: u32) -> (u64, u64, u64) {
     (field("VmRSS:"), field("Threads:"), fds)
 }
 
+/// Resident memory of a process, KiB, from `/proc/<pid>/status`: `VmRSS`
+/// now and `VmHWM`, the most it has held since it started (the kernel keeps
+/// it, so a peak between two samples is not missed).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub hwm_kib: u64,
+}
+
+pub fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+    }
+}
+
 /// Proportional set size of a process, KiB: its resident memory with pages
 /// shared between processes split among them, so that summing it over
 /// several processes (nginx's master and workers share their memory zone)
