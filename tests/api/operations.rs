@@ -133,8 +133,9 @@ async fn a_flood_of_readiness_probes_checks_the_database_one_at_a_time() {
     let before = app_connections(&app).await;
 
     // Each probe taking its own connection would open the pool to its
-    // maximum; one check at a time needs the connection already open (a
-    // background job may, by chance, need one more meanwhile).
+    // maximum (20); one check at a time needs the connection already open.
+    // The background jobs (heartbeat, the listener's probe, the broadcast
+    // check) may, by chance, each hold one more meanwhile.
     let probes = (0..300).map(|_| app.http.get(app.url("/readyz")).send());
     let answers = futures_util::future::join_all(probes).await;
     for answer in answers {
@@ -147,7 +148,7 @@ async fn a_flood_of_readiness_probes_checks_the_database_one_at_a_time() {
     }
     let after = app_connections(&app).await;
     assert!(
-        after <= before + 1,
+        after <= before + 3,
         "{before} connections before the probes, {after} after"
     );
 }

@@ -254,3 +254,53 @@ async fn concurrent_requests_with_one_key_create_once() {
     );
     assert_eq!(app.row_counts().await, (3, 3, 0, 1));
 }
+
+/// Bodies of more than 64 KiB are decoded away from the HTTP workers; they
+/// answer exactly as small ones do, an idempotent retry included.
+#[tokio::test]
+async fn large_bodies_are_decoded_and_answered_like_small_ones() {
+    let app = TestApp::spawn().await;
+    // A refused `data` of 150,000 keys (1.7 MB): 422, nothing stored.
+    let keys: Vec<String> = (0..150_000).map(|i| format!(r#""k{i}":1"#)).collect();
+    let refused = format!(
+        r#"{{"recipients":["lara"],"title":"t","data":{{{}}}}}"#,
+        keys.join(",")
+    );
+    let r = app
+        .http
+        .post(app.url("/v1/notifications"))
+        .bearer_auth(app.publisher())
+        .header("Content-Type", "application/json")
+        .body(refused)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, "data").await;
+    // A number no JSON value can hold, in a large body: malformed, 400.
+    let padding = "p".repeat(70_000);
+    let huge_number =
+        format!(r#"{{"recipients":["lara"],"title":"{padding}","data":{{"x":1e999999}}}}"#);
+    let r = app
+        .http
+        .post(app.url("/v1/notifications"))
+        .bearer_auth(app.publisher())
+        .header("Content-Type", "application/json")
+        .body(huge_number)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400, "not valid JSON").await;
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
+
+    // 5,000 recipients (about 80 KB), with an idempotency key.
+    let recipients: Vec<String> = (0..5_000).map(|i| format!("large-{i}")).collect();
+    let body = json!({"recipients": recipients, "title": "to many"});
+    let first = publish_with_key(&app, "large-body", &body).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["notifications"].as_array().unwrap().len(), 5_000);
+    let again = publish_with_key(&app, "large-body", &body).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(app.row_counts().await.1, 5_000);
+}

@@ -1,11 +1,12 @@
 //! `POST /v1/broadcasts` and `GET /v1/admin/broadcasts/{id}`.
 
 use actix_web::{HttpResponse, web};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
-use crate::http::payloads::NotificationBody;
+use crate::http::payloads::{self, NotificationBody};
 use crate::http::state::AppState;
 
 /// Stores the broadcast and wakes the worker; the answer does not wait for
@@ -13,25 +14,26 @@ use crate::http::state::AppState;
 pub async fn create(
     state: web::Data<AppState>,
     Admin(principal): Admin,
-    body: web::Json<serde_json::Value>,
+    body: web::Json<Box<RawValue>>,
 ) -> Result<HttpResponse, ApiError> {
-    let value = body.into_inner();
-    if !value.is_object() {
-        return Err(ApiError::Unprocessable(
-            "the body must be a JSON object".into(),
-        ));
-    }
-    if value.get("recipients").is_some() {
-        return Err(ApiError::Unprocessable(
-            "a broadcast goes to every known user: `recipients` is not allowed".into(),
-        ));
-    }
-    let body: NotificationBody =
-        serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let broadcast = state
-        .broadcaster
-        .create(&body.content()?, &principal.user)
-        .await?;
+    let content = payloads::decode(body.into_inner(), |text| {
+        let value = payloads::json_value(text)?;
+        if !value.is_object() {
+            return Err(ApiError::Unprocessable(
+                "the body must be a JSON object".into(),
+            ));
+        }
+        if value.get("recipients").is_some() {
+            return Err(ApiError::Unprocessable(
+                "a broadcast goes to every known user: `recipients` is not allowed".into(),
+            ));
+        }
+        let body: NotificationBody =
+            serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        body.content()
+    })
+    .await?;
+    let broadcast = state.broadcaster.create(&content, &principal.user).await?;
     Ok(HttpResponse::Accepted().json(broadcast))
 }
 

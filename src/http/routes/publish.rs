@@ -3,13 +3,14 @@
 use std::collections::HashSet;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::value::RawValue;
 
 use crate::domain::UserId;
 use crate::http::auth::Publisher;
 use crate::http::error::ApiError;
-use crate::http::payloads::NotificationBody;
+use crate::http::payloads::{self, NotificationBody};
 use crate::http::state::AppState;
-use crate::inbox::group_commit::{IdempotencyKey, PublishRequest};
+use crate::inbox::group_commit::{Content, IdempotencyKey, PublishRequest};
 
 pub const MAX_RECIPIENTS: usize = 10_000;
 
@@ -32,48 +33,65 @@ fn parse_recipients(raw: Vec<String>) -> Result<Vec<UserId>, ApiError> {
     Ok(recipients)
 }
 
-/// `Idempotency-Key`: 1 to 255 visible ASCII characters. The request is
-/// hashed only when it has one: most publishes do not.
-pub fn idempotency_key(
-    req: &HttpRequest,
-    body: &serde_json::Value,
-) -> Result<Option<IdempotencyKey>, ApiError> {
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
-    let key = value
+    value
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|k| Some(k.to_owned()))
         .ok_or_else(|| {
             ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
-        })?;
-    // Keys of JSON objects are sorted here, so the same request in another
-    // layout has the same hash.
-    let canonical = serde_json::to_vec(body).expect("a JSON value serializes");
-    Ok(Some(IdempotencyKey::new(key.to_owned(), &canonical)))
+        })
 }
 
-pub async fn publish(
-    state: web::Data<AppState>,
-    Publisher(principal): Publisher,
-    req: HttpRequest,
-    body: web::Json<serde_json::Value>,
-) -> Result<HttpResponse, ApiError> {
-    state.publish_limit.check(&principal.user)?;
-    let value = body.into_inner();
-    let idempotency = idempotency_key(&req, &value)?;
+/// What a publish body says, checked.
+struct Checked {
+    idempotency: Option<IdempotencyKey>,
+    recipients: Vec<UserId>,
+    content: Content,
+}
+
+/// Decodes and checks a publish body. The request is hashed only when it
+/// has an idempotency key: most publishes do not.
+fn check(text: &str, key: Option<String>) -> Result<Checked, ApiError> {
+    let value = payloads::json_value(text)?;
+    // Keys of JSON objects are sorted in a `Value`, so the same request in
+    // another layout has the same hash.
+    let idempotency = key.map(|key| {
+        let canonical = serde_json::to_vec(&value).expect("a JSON value serializes");
+        IdempotencyKey::new(key, &canonical)
+    });
     let mut body: NotificationBody =
         serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let recipients = body
         .recipients
         .take()
         .ok_or_else(|| ApiError::Unprocessable("missing field `recipients`".into()))?;
-    let request = PublishRequest {
-        publisher: principal.user,
+    Ok(Checked {
         idempotency,
         recipients: parse_recipients(recipients)?,
         content: body.content()?,
+    })
+}
+
+pub async fn publish(
+    state: web::Data<AppState>,
+    Publisher(principal): Publisher,
+    req: HttpRequest,
+    body: web::Json<Box<RawValue>>,
+) -> Result<HttpResponse, ApiError> {
+    state.publish_limit.check(&principal.user)?;
+    let key = idempotency_header(&req)?;
+    let checked = payloads::decode(body.into_inner(), move |text| check(text, key)).await?;
+    let request = PublishRequest {
+        publisher: principal.user,
+        idempotency: checked.idempotency,
+        recipients: checked.recipients,
+        content: checked.content,
         broadcast: None,
     };
     let started = std::time::Instant::now();
