@@ -15,12 +15,6 @@ async fn admin_get(app: &TestApp, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn stats(app: &TestApp) -> Value {
-    let r = admin_get(app, "/v1/admin/stats").await;
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 async fn admin_list(app: &TestApp, user: &str, query: &str) -> Value {
     let r = admin_get(
         app,
@@ -108,8 +102,8 @@ async fn stats_are_exact_for_a_known_scenario() {
 
     let mut ann = app.sse("ann", None, None).await;
     let mut ben = app.sse("ben", None, None).await;
-    wait_for(|| async { stats(&app).await["connections"]["sse"] == 2 }).await;
-    let s = stats(&app).await;
+    wait_for(|| async { app.stats().await["connections"]["sse"] == 2 }).await;
+    let s = app.stats().await;
     assert_eq!(s["instance"], instance.as_str());
     assert_eq!(s["connections"], json!({"sse": 2, "ws": 0, "poll": 0}));
     assert_eq!(s["users_online"], 2);
@@ -144,13 +138,13 @@ async fn stats_are_exact_for_a_known_scenario() {
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(ann.next().await.unwrap().event, "read");
-    wait_for(|| async { stats(&app).await["deliveries_since_start"] == 4 }).await;
+    wait_for(|| async { app.stats().await["deliveries_since_start"] == 4 }).await;
     sqlx::query("UPDATE users SET purged_seq = 7 WHERE user_id = 'ben'")
         .execute(&app.pool)
         .await
         .unwrap();
 
-    let s = stats(&app).await;
+    let s = app.stats().await;
     assert_eq!(s["publishes_since_start"], 4);
     assert_eq!(s["deliveries_since_start"], 4);
     assert_eq!(s["known_users"], 3);
@@ -171,7 +165,7 @@ async fn stats_are_exact_for_a_known_scenario() {
     let b = TestApp::spawn_on(&app.db_url, |_| {}).await;
     let other = b.handle.state().instance.clone();
     wait_for(|| async {
-        let ids: Vec<Value> = stats(&app).await["instances"]
+        let ids: Vec<Value> = app.stats().await["instances"]
             .as_array()
             .unwrap()
             .iter()
@@ -180,7 +174,7 @@ async fn stats_are_exact_for_a_known_scenario() {
         ids.len() == 2 && ids.contains(&json!(instance)) && ids.contains(&json!(other))
     })
     .await;
-    let on_b = stats(&b).await;
+    let on_b = b.stats().await;
     assert_eq!(on_b["instance"], other.as_str());
     assert_eq!(on_b["connections"]["sse"], 0);
     assert_eq!(on_b["users_online"], 0);
@@ -191,13 +185,13 @@ async fn stats_are_exact_for_a_known_scenario() {
     // A closed stream is no longer counted.
     drop(ben);
     wait_for(|| async {
-        let s = stats(&app).await;
+        let s = app.stats().await;
         s["connections"]["sse"] == 1 && s["users_online"] == 1
     })
     .await;
     // A stopped instance leaves the list.
     b.handle.stop().await;
-    wait_for(|| async { stats(&app).await["instances"].as_array().unwrap().len() == 1 }).await;
+    wait_for(|| async { app.stats().await["instances"].as_array().unwrap().len() == 1 }).await;
 }
 
 /// User ids that need percent-encoding in a path, and the longest allowed.

@@ -123,17 +123,7 @@ async fn a_broadcast_reaches_online_users_live_and_offline_users_on_replay_exact
     let counts = received(&app.pool, "Maintenance tonight").await;
     assert_eq!(counts.len(), 5);
     assert!(counts.iter().all(|(_, n)| *n == 1), "{counts:?}");
-    let stats: Value = app
-        .http
-        .get(app.url("/v1/admin/stats"))
-        .bearer_auth(app.admin())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(stats["publishes_since_start"], 3 + 5);
+    assert_eq!(app.stats().await["publishes_since_start"], 3 + 5);
 }
 
 #[tokio::test]

@@ -1,25 +1,10 @@
 //! The wake-up listener: what an instance hears of commits, its own included,
 //! and what it does when its LISTEN connection dies without a word.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{TestApp, data};
 use crate::tcp_proxy::FreezableProxy;
-
-/// This instance's id, as it signs its wake-ups.
-async fn instance_id(app: &TestApp) -> String {
-    let stats: Value = app
-        .http
-        .get(app.url("/v1/admin/stats"))
-        .bearer_auth(app.admin())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    stats["instance"].as_str().unwrap().to_owned()
-}
 
 /// A commit whose outcome this instance never learned (the commit succeeded
 /// but the connection broke before the answer): its streams were not woken
@@ -34,7 +19,7 @@ async fn a_commit_whose_answer_was_lost_still_reaches_this_instances_streams() {
     // The same statements a publish of this instance runs, committed behind
     // its back: seq reserved under the counter row, the row, the NOTIFY
     // signed with this instance's id.
-    let me = instance_id(&app).await;
+    let me = app.stats().await["instance"].as_str().unwrap().to_owned();
     let mut tx = app.pool.begin().await.unwrap();
     let seq: i64 = sqlx::query_scalar(
         "UPDATE users SET last_seq = last_seq + 1 WHERE user_id = 'ida' RETURNING last_seq",

@@ -130,6 +130,19 @@ impl TestApp {
     }
 
     /// Rows in the tables a failed request must not touch.
+    /// `GET /v1/admin/stats` of this instance.
+    pub async fn stats(&self) -> serde_json::Value {
+        let r = self
+            .http
+            .get(self.url("/v1/admin/stats"))
+            .bearer_auth(self.admin())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     pub async fn row_counts(&self) -> (i64, i64, i64, i64) {
         sqlx::query_as(
             "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM notifications),
