@@ -14,6 +14,7 @@ use crate::db;
 use crate::http::auth::Verifier;
 use crate::http::limits::PublishLimiter;
 use crate::http::routes;
+use crate::http::slow_heads::{self, SlowHeads};
 use crate::http::state::AppState;
 use crate::http::telemetry::{self, RedactedRootSpan};
 use crate::http::{body_deadline, cors};
@@ -26,6 +27,10 @@ use crate::live::listener::{self, ListenerConfig};
 use crate::live::log_reader::LogReader;
 use crate::live::subscription::Subscriptions;
 use crate::settings::Settings;
+
+/// How long a connection may wait between requests (actix's default, set
+/// here so that it stays below the head deadline of `http::slow_heads`).
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
@@ -113,7 +118,7 @@ impl Application {
             settings.publish.broadcast_chunk,
             shutdown.clone(),
         );
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(listener::run(
                 ListenerConfig {
                     listen_pool: listener_pool,
@@ -170,10 +175,18 @@ impl Application {
         let body_limit = settings.server.max_body_bytes;
         let cors_settings = settings.cors.clone();
         let body_timeout = settings.server.client_request_timeout();
+        let slow_heads = SlowHeads::default();
+        let heads = slow_heads.clone();
         let mut server = HttpServer::new(move || {
+            let heads = heads.clone();
             App::new()
                 .wrap(middleware::from_fn(move |req, next| {
                     body_deadline::enforce(req, next, body_timeout)
+                }))
+                // Outermost but for logging: a request is in progress until
+                // its whole answer is written.
+                .wrap(middleware::from_fn(move |req, next| {
+                    slow_heads::track(req, next, heads.clone())
                 }))
                 .wrap(cors::middleware(&cors_settings))
                 .wrap(cors::problems())
@@ -193,10 +206,15 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .on_connect({
+            let slow_heads = slow_heads.clone();
+            move |connection, data| slow_heads.on_connect(connection, data)
+        })
         .listen(tcp)?
         .disable_signals()
         // Streams end on shutdown by themselves; this only bounds stragglers.
         .shutdown_timeout(5)
+        .keep_alive(KEEP_ALIVE)
         // Slow-request protection: the first request head must arrive in
         // time. Only the head: open streams are not cut.
         .client_request_timeout(settings.server.client_request_timeout())
@@ -205,6 +223,13 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         let server = server.run();
+        // A request head has its deadline on every request of a connection,
+        // not only on its first (see `http::slow_heads`). With the default
+        // settings an idle connection that honestly waits is closed by the
+        // keep-alive timer (5 s) before that deadline (10 s).
+        background.push(tokio::spawn(
+            slow_heads.sweep(settings.server.client_request_timeout(), shutdown.clone()),
+        ));
         let handle = AppHandle {
             shutdown,
             server: server.handle(),

@@ -14,5 +14,6 @@ pub mod limits;
 pub mod payloads;
 pub mod readiness;
 pub mod routes;
+pub mod slow_heads;
 pub mod state;
 pub mod telemetry;

@@ -66,6 +66,58 @@ async fn a_client_that_sends_its_request_head_slowly_gets_408_and_is_disconnecte
     healthy(&app).await;
 }
 
+/// actix times only a connection's first request head: on a kept-alive
+/// connection, the next head could be trickled for ever. Every head has
+/// the deadline, and a connection used again at once works as before.
+#[tokio::test]
+async fn a_second_request_head_trickled_on_a_kept_alive_connection_is_cut_off() {
+    let app = TestApp::spawn_with(|s| s.server.client_request_timeout_ms = SLOW_MS).await;
+    let host = host(&app);
+    let stream = TcpStream::connect(&host).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let first = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n");
+
+    // Kept alive and used again at once: both answered.
+    for _ in 0..2 {
+        write.write_all(first.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut read, &mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "the first requests are answered");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200 "));
+        // The small body arrives with the head or right after it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Then a head a byte every 100 ms: at most 20 s of it.
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nX-Slow: "
+            .iter()
+            .chain([b'a'; 200].iter())
+        {
+            if write.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let rest = read_until_closed(&mut read).await;
+    let elapsed = started.elapsed();
+    trickle.abort();
+    assert!(!rest.contains("HTTP/1.1 200"), "{rest:?}");
+    // The deadline (1 s) plus the sweep's period (1 s), well before the
+    // 20 s the client would go on.
+    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+    healthy(&app).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_and_long_polls_outlive_the_request_timeout() {
     let app = TestApp::spawn_with(|s| {
