@@ -13,17 +13,30 @@ use crate::inbox::group_commit::Content;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationBody {
-    #[serde(default)]
-    pub recipients: Option<Vec<String>>,
+    /// `Some(None)`: present as `null` (a broadcast refuses the member
+    /// whatever its value).
+    #[serde(default, deserialize_with = "present")]
+    pub recipients: Option<Option<Vec<String>>>,
     title: String,
     #[serde(default)]
     body: Option<String>,
     #[serde(default)]
     category: Option<String>,
+    /// Kept as text until its size is known: a `data` of megabytes is
+    /// refused without building its tree.
     #[serde(default)]
-    data: Option<serde_json::Value>,
+    data: Option<Box<RawValue>>,
     #[serde(default)]
     expires_at: Option<String>,
+}
+
+/// A member that is present, `null` included.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl NotificationBody {
@@ -58,12 +71,46 @@ impl NotificationBody {
                 .transpose()
                 .map_err(invalid)?,
             data: match self.data {
-                None | Some(serde_json::Value::Null) => None,
-                Some(v) => Some(NotificationData::parse(v).map_err(invalid)?),
+                None => None,
+                Some(raw) => data(&raw)?,
             },
             expires_at,
         })
     }
+}
+
+/// `data` as sent, checked. Its limit is on the compact form
+/// ([`NotificationData::MAX_BYTES`]); whitespace and escapes aside, a text
+/// of more than four times that cannot be within it, and is refused before
+/// it is parsed.
+fn data(raw: &RawValue) -> Result<Option<NotificationData>, ApiError> {
+    let invalid = ApiError::Unprocessable;
+    let text = raw.get();
+    if text == "null" {
+        return Ok(None);
+    }
+    if text.len() > 4 * NotificationData::MAX_BYTES {
+        return Err(invalid(format!(
+            "data is larger than {} bytes",
+            NotificationData::MAX_BYTES
+        )));
+    }
+    NotificationData::parse(json_value(text)?)
+        .map(Some)
+        .map_err(invalid)
+}
+
+/// A notification body read straight from the request's text, answered as
+/// the JSON extractor answers: a value that cannot be represented (a number
+/// out of range) is malformed JSON, anything else wrong is invalid content.
+pub fn notification_body(text: &str) -> Result<NotificationBody, ApiError> {
+    serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            ApiError::Unprocessable(e.to_string())
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        }
+    })
 }
 
 /// Bodies larger than this are decoded on the blocking pool. Decoding and
@@ -83,6 +130,15 @@ where
     if raw.get().len() <= DECODE_INLINE_MAX {
         return decode(raw.get());
     }
+    // As many at a time as there are cores: more would only add threads,
+    // each with its own allocator arena, for the same CPU.
+    static LARGE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _turn = LARGE
+        .get_or_init(|| tokio::sync::Semaphore::new(permits))
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("decoding a body failed: {e}")))?;
     tokio::task::spawn_blocking(move || decode(raw.get()))
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("decoding a body failed: {e}")))?

@@ -277,9 +277,11 @@ async fn large_bodies_are_decoded_and_answered_like_small_ones() {
         .unwrap();
     assert_problem(r, 422, "data").await;
     // A number no JSON value can hold, in a large body: malformed, 400.
-    let padding = "p".repeat(70_000);
-    let huge_number =
-        format!(r#"{{"recipients":["lara"],"title":"{padding}","data":{{"x":1e999999}}}}"#);
+    let many: Vec<String> = (0..5_000).map(|i| format!("\"large-{i}\"")).collect();
+    let huge_number = format!(
+        r#"{{"recipients":[{}],"title":"t","data":{{"x":1e999999}}}}"#,
+        many.join(",")
+    );
     let r = app
         .http
         .post(app.url("/v1/notifications"))
@@ -303,4 +305,22 @@ async fn large_bodies_are_decoded_and_answered_like_small_ones() {
     assert_eq!(again.status(), 201);
     assert_eq!(again.json::<Value>().await.unwrap(), first);
     assert_eq!(app.row_counts().await.1, 5_000);
+}
+
+/// A member named twice is ambiguous: refused, not resolved by whichever
+/// came last.
+#[tokio::test]
+async fn a_member_named_twice_is_refused() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .post(app.url("/v1/notifications"))
+        .bearer_auth(app.publisher())
+        .header("Content-Type", "application/json")
+        .body(r#"{"recipients":["dup"],"title":"t","title":"u"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, "duplicate field `title`").await;
+    assert_eq!(app.row_counts().await, (0, 0, 0, 0));
 }

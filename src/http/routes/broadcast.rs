@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;
-use crate::http::payloads::{self, NotificationBody};
+use crate::http::payloads;
 use crate::http::state::AppState;
 
 /// Stores the broadcast and wakes the worker; the answer does not wait for
@@ -17,19 +17,17 @@ pub async fn create(
     body: web::Json<Box<RawValue>>,
 ) -> Result<HttpResponse, ApiError> {
     let content = payloads::decode(body.into_inner(), |text| {
-        let value = payloads::json_value(text)?;
-        if !value.is_object() {
+        if !text.trim_start().starts_with('{') {
             return Err(ApiError::Unprocessable(
                 "the body must be a JSON object".into(),
             ));
         }
-        if value.get("recipients").is_some() {
+        let body = payloads::notification_body(text)?;
+        if body.recipients.is_some() {
             return Err(ApiError::Unprocessable(
                 "a broadcast goes to every known user: `recipients` is not allowed".into(),
             ));
         }
-        let body: NotificationBody =
-            serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
         body.content()
     })
     .await?;

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use crate::domain::UserId;
 use crate::http::auth::Publisher;
 use crate::http::error::ApiError;
-use crate::http::payloads::{self, NotificationBody};
+use crate::http::payloads;
 use crate::http::state::AppState;
 use crate::inbox::group_commit::{Content, IdempotencyKey, PublishRequest};
 
@@ -58,18 +58,21 @@ struct Checked {
 /// Decodes and checks a publish body. The request is hashed only when it
 /// has an idempotency key: most publishes do not.
 fn check(text: &str, key: Option<String>) -> Result<Checked, ApiError> {
-    let value = payloads::json_value(text)?;
+    let mut body = payloads::notification_body(text)?;
     // Keys of JSON objects are sorted in a `Value`, so the same request in
     // another layout has the same hash.
-    let idempotency = key.map(|key| {
-        let canonical = serde_json::to_vec(&value).expect("a JSON value serializes");
-        IdempotencyKey::new(key, &canonical)
-    });
-    let mut body: NotificationBody =
-        serde_json::from_value(value).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let idempotency = match key {
+        None => None,
+        Some(key) => {
+            let value = payloads::json_value(text)?;
+            let canonical = serde_json::to_vec(&value).expect("a JSON value serializes");
+            Some(IdempotencyKey::new(key, &canonical))
+        }
+    };
     let recipients = body
         .recipients
         .take()
+        .flatten()
         .ok_or_else(|| ApiError::Unprocessable("missing field `recipients`".into()))?;
     Ok(Checked {
         idempotency,
