@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
+use crate::support::tcp_proxy::FreezableProxy;
 use crate::support::{TestApp, data};
-use crate::tcp_proxy::FreezableProxy;
 
 /// A commit whose outcome this instance never learned (the commit succeeded
 /// but the connection broke before the answer): its streams were not woken

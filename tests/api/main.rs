@@ -24,6 +24,5 @@ mod security;
 mod settings;
 mod sse;
 mod support;
-mod tcp_proxy;
 mod wakeup;
 mod ws;

@@ -14,6 +14,7 @@ pub mod raw_http;
 pub mod resuming;
 mod service;
 mod sse;
+pub mod tcp_proxy;
 pub mod tokens;
 mod wait;
 pub mod ws;
