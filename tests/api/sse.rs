@@ -378,3 +378,61 @@ async fn a_client_that_stops_reading_is_disconnected_and_resumes_from_the_log() 
     assert_eq!(rest.first().unwrap().id, (last + 1).to_string());
     assert_eq!(rest.last().unwrap().id, total.to_string());
 }
+
+/// `format=message`: no `event:` line (so `EventSource.onmessage` sees every
+/// event) and the data is the frame WebSocket and long-poll clients get;
+/// replay and `reset` as usual. Any other format is refused.
+#[tokio::test]
+async fn the_message_format_sends_frames_without_event_lines() {
+    let app = TestApp::spawn().await;
+    let items = app.publish(&["mona"], "first").await;
+    let id = items[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.post_as("mona", &format!("/v1/me/notifications/{id}/read"))
+            .await
+            .status(),
+        200
+    );
+
+    // Replayed from 0, then live.
+    let mut stream = app.sse("mona", None, Some("0&format=message")).await;
+    let replayed = stream.take(2).await;
+    let live = app.publish(&["mona"], "second").await;
+    let third = stream.next().await.unwrap();
+    for (event, seq) in replayed.iter().chain([&third]).zip(1..) {
+        // The event name of an event without an `event:` line.
+        assert_eq!(event.event, "message");
+        assert_eq!(event.id, seq.to_string());
+        assert_eq!(data(event)["seq"], seq);
+    }
+    let frames: Vec<_> = replayed.iter().chain([&third]).map(data).collect();
+    assert_eq!(frames[0]["type"], "notification");
+    assert_eq!(frames[0]["data"]["id"], id);
+    assert_eq!(frames[1]["type"], "read");
+    assert_eq!(frames[1]["data"]["id"], id);
+    assert_eq!(frames[2]["type"], "notification");
+    assert_eq!(frames[2]["data"]["id"], live[0]["id"]);
+
+    // An unusable resume point: a reset frame, then live.
+    let mut reset = app.sse("mona", None, Some("garbage&format=message")).await;
+    let first = reset.next().await.unwrap();
+    assert_eq!(first.event, "message");
+    assert_eq!(first.id, "3");
+    assert_eq!(
+        data(&first),
+        json!({"seq": 3, "type": "reset", "data": {"last_seq": 3}})
+    );
+
+    // `named` is the default form.
+    let mut named = app.sse("mona", None, Some("2&format=named")).await;
+    assert_eq!(named.next().await.unwrap().event, "notification");
+
+    let r = app
+        .http
+        .get(app.url("/v1/me/stream?format=bogus"))
+        .bearer_auth(app.token("mona", &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400, "format").await;
+}

@@ -17,6 +17,30 @@ use crate::live::subscription::Frame;
 #[derive(Deserialize)]
 pub struct StreamQuery {
     last_event_id: Option<String>,
+    format: Option<String>,
+}
+
+/// How events are written on the stream.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    /// `event: <type>`, `data: <the event's data>`.
+    Named,
+    /// No `event:` line, and `data` is the WebSocket frame
+    /// `{"seq", "type", "data"}`: plain `EventSource` code written with
+    /// `onmessage` receives only events without an `event:` line.
+    Message,
+}
+
+impl Format {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        match raw {
+            None | Some("named") => Ok(Self::Named),
+            Some("message") => Ok(Self::Message),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "format must be named or message, not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// `GET /v1/me/stream`. The `Last-Event-ID` header wins over the query
@@ -28,6 +52,7 @@ pub async fn sse(
     req: HttpRequest,
     query: web::Query<StreamQuery>,
 ) -> Result<impl Responder, ApiError> {
+    let format = Format::parse(query.format.as_deref())?;
     let header = req
         .headers()
         .get("Last-Event-ID")
@@ -42,7 +67,7 @@ pub async fn sse(
             Transport::Sse,
         )
         .await?;
-    let events = ReceiverStream::new(frames).map(render);
+    let events = ReceiverStream::new(frames).map(move |frame| render(frame, format));
     Ok(sse::Sse::from_infallible_stream(events)
         .with_retry_duration(Duration::from_millis(state.settings.server.retry_ms))
         .with_keep_alive(state.settings.server.heartbeat())
@@ -50,12 +75,16 @@ pub async fn sse(
         .insert_header(("X-Accel-Buffering", "no")))
 }
 
-fn render(frame: Frame) -> sse::Event {
-    match frame {
-        Frame::Event(e) => sse::Data::new(e.data.to_string())
+fn render(frame: Frame, format: Format) -> sse::Event {
+    match (frame, format) {
+        (Frame::Event(e), Format::Named) => sse::Data::new(e.data.to_string())
             .event(e.kind.as_str())
             .id(e.seq.to_string())
             .into(),
-        Frame::Closing(end) => sse::Event::Comment(end.reason().into()),
+        (Frame::Event(e), Format::Message) => {
+            let frame = serde_json::to_string(&e.frame()).expect("an event frame serializes");
+            sse::Data::new(frame).id(e.seq.to_string()).into()
+        }
+        (Frame::Closing(end), _) => sse::Event::Comment(end.reason().into()),
     }
 }
