@@ -6,32 +6,14 @@
 //! anything but 401 (or 431 when the header is too large to read).
 
 use futures_util::{StreamExt, stream};
-use jsonwebtoken::{Algorithm, EncodingKey};
 use rand::RngExt;
 
 use crate::Config;
+use crate::common::jwt::{b64, raw_token};
 use crate::report::{Outcome, Tally};
 use crate::target::Target;
 
 const CONCURRENCY: usize = 32;
-
-/// Unpadded base64url.
-fn b64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
-}
 
 fn claims(extra: &str) -> String {
     let now = chrono::Utc::now().timestamp();
@@ -39,18 +21,6 @@ fn claims(extra: &str) -> String {
         r#"{{"sub":"attack-victim","exp":{},"iat":{now},"scope":"admin"{extra}}}"#,
         now + 3600
     )
-}
-
-/// header.payload, HS256-signed with `secret`.
-fn hs256(header: &str, payload: &str, secret: &[u8]) -> String {
-    let message = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
-    let signature = jsonwebtoken::crypto::sign(
-        message.as_bytes(),
-        &EncodingKey::from_secret(secret),
-        Algorithm::HS256,
-    )
-    .expect("HS256 signs");
-    format!("{message}.{signature}")
 }
 
 fn unsigned(header: &str, payload: &str, signature: &str) -> String {
@@ -89,7 +59,7 @@ fn forged() -> Vec<(String, String)> {
             b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n",
         ),
     ] {
-        tokens.push((format!("HS256 with {what}"), hs256(hs, &c, secret)));
+        tokens.push((format!("HS256 with {what}"), raw_token(hs, &c, secret)));
     }
     for (what, header, secret) in [
         (
@@ -123,7 +93,7 @@ fn forged() -> Vec<(String, String)> {
             b"key",
         ),
     ] {
-        tokens.push((what.to_owned(), hs256(&header, &c, secret)));
+        tokens.push((what.to_owned(), raw_token(&header, &c, secret)));
     }
     for (what, extra) in [
         ("6 KiB sub", format!(r#","x":"{}""#, "s".repeat(6 * 1024))),

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod args;
+pub mod jwt;
 pub mod resuming;
 pub mod server;
 

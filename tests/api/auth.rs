@@ -93,7 +93,7 @@ async fn bad_signature_none_and_other_algorithms_are_refused() {
     assert_problem(list_with(&app, &hs384).await, 401, "configured algorithm").await;
 
     // alg: none, no signature.
-    use base64_helper::url;
+    use crate::support::tokens::b64 as url;
     let none = format!(
         "{}.{}.",
         url(br#"{"alg":"none","typ":"JWT"}"#),
@@ -193,26 +193,6 @@ async fn oversized_tokens_are_refused_before_parsing() {
     let mut c = claims(Some("u"), now() + 3600);
     c.scope = Some("x".repeat(9000));
     assert_problem(list_with(&app, &app.sign(&c)).await, 401, "larger than").await;
-}
-
-/// Unpadded base64url, enough to forge an unsigned token.
-mod base64_helper {
-    pub fn url(bytes: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-            for i in 0..=chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    }
 }
 
 /// Generates a key pair with the openssl command line; returns (private
