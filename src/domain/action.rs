@@ -95,6 +95,10 @@ impl Actions {
         self.0.is_empty()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &Action> {
+        self.0.iter()
+    }
+
     pub fn contains(&self, id: &str) -> bool {
         self.0.iter().any(|a| a.id.as_str() == id)
     }
