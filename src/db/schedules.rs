@@ -24,17 +24,41 @@ pub struct Schedule {
 const COLUMNS: &str = "id, deliver_at, status, created_by, result -> 'notifications' AS notifications, \
      result -> 'skipped' AS skipped";
 
+/// Stores a schedule; `None` if one with this id exists already (a retry
+/// with the same Idempotency-Key), which `same` then tells apart.
 pub async fn create(
     pool: &PgPool,
     id: Uuid,
     created_by: &str,
     deliver_at: DateTime<Utc>,
     request: &serde_json::Value,
-) -> Result<Schedule, sqlx::Error> {
+) -> Result<Option<Schedule>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO schedules (id, created_by, deliver_at, request) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO NOTHING
          RETURNING {COLUMNS}"
     )))
+    .bind(id)
+    .bind(created_by)
+    .bind(deliver_at)
+    .bind(Json(request))
+    .fetch_optional(pool)
+    .await
+}
+
+/// Whether schedule `id` was made by `created_by` for `deliver_at` with
+/// this request.
+pub async fn same(
+    pool: &PgPool,
+    id: Uuid,
+    created_by: &str,
+    deliver_at: DateTime<Utc>,
+    request: &serde_json::Value,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM schedules WHERE id = $1 AND created_by = $2
+                        AND deliver_at = $3 AND request = $4)",
+    )
     .bind(id)
     .bind(created_by)
     .bind(deliver_at)

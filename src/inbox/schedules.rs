@@ -14,11 +14,27 @@ use crate::db::schedules::Schedule;
 use crate::domain::{UserId, now_micros};
 use crate::inbox::InboxError;
 use crate::inbox::group_commit::GroupCommit;
-use crate::inbox::publishing::{Part, PublishRequest};
+use crate::inbox::publishing::{IdempotencyKey, Part, PublishRequest};
 
 #[derive(Clone)]
 pub struct Schedules {
     pool: PgPool,
+}
+
+/// The id of a schedule made with an idempotency key: the same for the
+/// same publisher and key, and for nothing else (SHA-256 of both, as a
+/// version 8 UUID).
+fn keyed_id(publisher: &UserId, key: &str) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"herald.schedule\0")
+        .chain_update(publisher.as_str())
+        .chain_update(b"\0")
+        .chain_update(key)
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// Who asks: a publisher sees only its own schedules, an administrator all.
@@ -32,22 +48,36 @@ impl Schedules {
         Self { pool }
     }
 
-    /// Stores `part` for delivery at `deliver_at`.
+    /// Stores `part` for delivery at `deliver_at`. With an idempotency key
+    /// the schedule's id comes from the publisher and the key, so a retry
+    /// finds the first one (and the same key with another request is
+    /// refused) rather than scheduling it twice.
     pub async fn create(
         &self,
         publisher: &UserId,
         deliver_at: DateTime<Utc>,
         part: &Part,
+        idempotency: Option<&IdempotencyKey>,
     ) -> Result<Schedule, InboxError> {
-        let id = Uuid::now_v7();
-        Ok(db::schedules::create(
-            &self.pool,
-            id,
-            publisher.as_str(),
-            deliver_at,
-            &part.to_stored(),
-        )
-        .await?)
+        let id = match idempotency {
+            Some(k) => keyed_id(publisher, &k.key),
+            None => Uuid::now_v7(),
+        };
+        let request = part.to_stored();
+        let who = publisher.as_str();
+        if let Some(created) =
+            db::schedules::create(&self.pool, id, who, deliver_at, &request).await?
+        {
+            return Ok(created);
+        }
+        if !db::schedules::same(&self.pool, id, who, deliver_at, &request).await? {
+            return Err(InboxError::Rejected(
+                "this Idempotency-Key was used with a different request body",
+            ));
+        }
+        db::schedules::get(&self.pool, id)
+            .await?
+            .ok_or(InboxError::NotFound("no such schedule"))
     }
 
     pub async fn get(&self, asker: Asker<'_>, id: Uuid) -> Result<Schedule, InboxError> {

@@ -104,7 +104,7 @@ pub async fn publish(
     if let Some(deliver_at) = deliver_at {
         let schedule = state
             .schedules
-            .create(&principal.user, deliver_at, &part)
+            .create(&principal.user, deliver_at, &part, idempotency.as_ref())
             .await?;
         return Ok(HttpResponse::Accepted().json(json!({ "schedule": schedule })));
     }
