@@ -171,6 +171,20 @@ async fn the_unseen_badge_counts_live_notifications_and_clears_when_the_list_is_
     assert_eq!(last["data"]["category"], Value::Null, "{last}");
     tab.caught_up(&app, user).await;
     assert_eq!(tab.unseen_badge().await, "0");
+
+    // Another tab in front hides this one: what arrives is not seen until
+    // it is in front again.
+    browser.open("about:blank", None).await;
+    tab.until("document.visibilityState === 'hidden'").await;
+    app.publish(&[user], "While hidden").await;
+    tab.until("document.querySelector('#unseen-count').textContent === '1'")
+        .await;
+    assert_eq!(counts(&app, user).await["unseen"], 1);
+    tab.call("Page.bringToFront", json!({})).await;
+    tab.until("document.visibilityState === 'visible'").await;
+    tab.until("document.querySelector('#unseen-count').textContent === '0'")
+        .await;
+    assert_eq!(counts(&app, user).await["unseen"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,6 +304,9 @@ async fn an_action_button_takes_the_action_and_shows_its_outcome() {
         link["text"], "Open the release (opens in a new tab)",
         "{link}"
     );
+    // Seen, so the bell is quiet in the picture.
+    tab.until("document.querySelector('#unseen-count').textContent === '0'")
+        .await;
     let dir = scratch_dir("inbox-screens-actions");
     assert_png(&tab.screenshot_into(&dir, "inbox-with-actions.png").await);
 
