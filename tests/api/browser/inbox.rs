@@ -549,3 +549,86 @@ async fn publishing_again_with_the_same_key_updates_the_item_in_place() {
     tab.until(&titles_are(&["Unrelated", "Build 42 passed"]))
         .await;
 }
+
+/// The same v2 events over each transport the page has: every one of them
+/// leaves the list and both badges as the server has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_keeps_the_inbox_current() {
+    let app = TestApp::spawn().await;
+    for transport in ["sse", "ws", "poll"] {
+        let user = format!("over-{transport}");
+        let keyed = publish(
+            &app,
+            &json!({"recipients": [user], "title": "Draft", "key": "doc-1",
+                    "actions": [{"id": "ok", "label": "OK"}]}),
+        )
+        .await;
+        let other = app.publish(&[&user], "Second").await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // One browser each: one browser's tabs share the leader's connection.
+        let browser = browser(&format!("transport-{transport}")).await;
+        let tab = browser
+            .open(
+                &page_url(&app, &user, &format!("?transport={transport}")),
+                None,
+            )
+            .await;
+        tab.until(LIVE).await;
+        assert_eq!(tab.eval("document.body.dataset.transport").await, transport);
+        tab.until(&titles_are(&["Second", "Draft"])).await;
+        // Seen when the open list loaded; then closed, so what arrives
+        // stays unseen.
+        tab.until("document.querySelector('#unseen-count').textContent === '0'")
+            .await;
+        tab.click("document.querySelector('#bell')").await;
+
+        publish(
+            &app,
+            &json!({"recipients": [user], "title": "Final", "key": "doc-1",
+                    "actions": [{"id": "ok", "label": "OK"}]}),
+        )
+        .await;
+        tab.until(&titles_are(&["Second", "Final"])).await;
+        let path = |op: &str| format!("/v1/me/notifications/{other}/{op}");
+        assert_eq!(app.post_as(&user, &path("archive")).await.status(), 200);
+        tab.until(&titles_are(&["Final"])).await;
+        assert_eq!(app.post_as(&user, &path("unarchive")).await.status(), 200);
+        tab.until(&titles_are(&["Second", "Final"])).await;
+        let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let r = post_json(&app, &user, &path("snooze"), &json!({ "until": until })).await;
+        assert_eq!(r.status(), 200);
+        tab.until(&titles_are(&["Final"])).await;
+        assert_eq!(app.post_as(&user, &path("unsnooze")).await.status(), 200);
+        tab.until(&titles_are(&["Second", "Final"])).await;
+        let r = app
+            .post_as(
+                &user,
+                &format!(
+                    "/v1/me/notifications/{}/actions/ok",
+                    keyed["id"].as_str().unwrap()
+                ),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        tab.until("document.querySelector('li.notification .outcome')?.textContent === '✓ OK'")
+            .await;
+        app.publish(&[&user], "Third").await;
+        tab.until(&titles_are(&["Third", "Second", "Final"])).await;
+
+        tab.caught_up(&app, &user).await;
+        let c = counts(&app, &user).await;
+        assert_eq!(
+            tab.text("#unread-count").await,
+            c["unread"].to_string(),
+            "{c}"
+        );
+        assert_eq!(tab.unseen_badge().await, c["unseen"].to_string(), "{c}");
+        assert_eq!(c["unseen"], 1, "only Third: {c}");
+        assert_eq!(
+            c["unread"], 2,
+            "Second and Third (the action read Final): {c}"
+        );
+    }
+}
