@@ -245,7 +245,9 @@ impl Tab<'_> {
 
     /// Reloads the page and waits until the new document is live.
     async fn reload_until_live(&self) {
-        self.eval("window.beforeReload = true; location.reload()")
+        // After the evaluation has answered: a reload that starts before
+        // the answer fails the evaluation ("Inspected target navigated").
+        self.eval("window.beforeReload = true; setTimeout(() => location.reload()); true")
             .await;
         self.until(&format!("!window.beforeReload && {LIVE}")).await;
     }
