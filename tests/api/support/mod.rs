@@ -2,6 +2,7 @@
 //! checks they drive it with. One file per concern.
 
 mod app;
+pub mod chromium;
 mod database;
 mod logs;
 pub mod paths;
