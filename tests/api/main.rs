@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod broadcast;
 mod browser;
+mod client_js;
 mod concurrency;
 mod embedded;
 mod faults;

@@ -73,6 +73,8 @@ route_table! {
     get    "/app.js"                            => ops::script;
     get    "/i18n.js"                           => ops::i18n_script;
     get    "/app.css"                           => ops::stylesheet;
+    get    "/client/herald.js"                  => ops::client_script;
+    get    "/client/miniprogram.js"             => ops::client_script;
     get    "/healthz"                           => ops::healthz;
     get    "/readyz"                            => ops::readyz;
     get    "/metrics"                           => ops::metrics;
