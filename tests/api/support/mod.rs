@@ -15,6 +15,7 @@ pub mod raw_http;
 pub mod resuming;
 mod service;
 mod sse;
+pub mod static_files;
 pub mod tcp_proxy;
 pub mod tokens;
 mod wait;

@@ -14,17 +14,28 @@ pub struct Herald {
     child: tokio::process::Child,
     port: u16,
     db_url: String,
+    env: Vec<(String, String)>,
 }
 
 impl Herald {
     pub async fn start(db_url: &str) -> Self {
+        Self::start_with(db_url, &[]).await
+    }
+
+    /// With more environment variables, e.g. `HERALD__CORS__ALLOWED_ORIGINS`.
+    pub async fn start_with(db_url: &str, env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         for _ in 0..5 {
             let port = free_port();
-            if let Some(child) = spawn_herald(db_url, port).await {
+            if let Some(child) = spawn_herald(db_url, port, &env).await {
                 return Self {
                     child,
                     port,
                     db_url: db_url.to_owned(),
+                    env,
                 };
             }
         }
@@ -45,7 +56,7 @@ impl Herald {
     /// A new process on the same port and database.
     pub async fn restart(&mut self) {
         for _ in 0..10 {
-            if let Some(child) = spawn_herald(&self.db_url, self.port).await {
+            if let Some(child) = spawn_herald(&self.db_url, self.port, &self.env).await {
                 self.child = child;
                 return;
             }
@@ -77,7 +88,11 @@ fn free_port() -> u16 {
 
 /// Starts `herald serve` and waits for `/healthz`; `None` if it exits first
 /// (e.g. the port is taken).
-async fn spawn_herald(db_url: &str, port: u16) -> Option<tokio::process::Child> {
+async fn spawn_herald(
+    db_url: &str,
+    port: u16,
+    env: &[(String, String)],
+) -> Option<tokio::process::Child> {
     let settings = test_settings();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("serve")
@@ -92,6 +107,7 @@ async fn spawn_herald(db_url: &str, port: u16) -> Option<tokio::process::Child> 
             concat!(env!("CARGO_MANIFEST_DIR"), "/config"),
         )
         .env_remove("RUST_LOG")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
