@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs Herald's whole test suite: unit tests, the end-to-end API and browser
-# tests, a short run of the benchmark, then API fuzzing against openapi.yaml
-# (scripts/fuzz.sh). Extra arguments go to `cargo test` and skip the fuzzing:
+# Runs Herald's whole test suite: the JavaScript client's own tests (npm
+# test in clients/js), unit tests, the end-to-end API and browser tests (the
+# client's against a live Herald among them), a short run of the benchmark,
+# then API fuzzing against openapi.yaml (scripts/fuzz.sh). Extra arguments go
+# to `cargo test` and skip the npm tests and the fuzzing:
 #   scripts/test.sh sse::                  only tests whose name contains "sse::"
 #   scripts/test.sh -- --nocapture         show the tests' output
 #   DATABASE_URL=postgres://... scripts/test.sh   use an existing server
@@ -53,10 +55,29 @@ for tool in curl jq openssl; do
     command -v $tool >/dev/null || need $tool "$tool"
 done
 
+# The JavaScript client (clients/js) needs Node 18 or later and npm; its
+# tests against a live Herald and in Chromium run from `cargo test` below.
+command -v node >/dev/null && command -v npm >/dev/null || need "nodejs npm" "Node.js and npm"
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' || {
+    echo "scripts/test.sh: Node $(node --version) is too old; the JavaScript client needs 18 or later" >&2
+    exit 1
+}
+
+status=0
+# Its development dependencies, exactly as the committed lockfile has them.
+(cd clients/js && npm ci --no-audit --no-fund --loglevel=error) || status=$?
+
+# Its own tests (no server): the store, the type declarations, the size
+# budget, the packed tarball. Skipped, like the fuzzing, when arguments
+# choose some cargo tests.
+if [ $# -eq 0 ]; then
+    echo "== npm test (clients/js)"
+    (cd clients/js && npm test) || status=$?
+fi
+
 # Every target in one debug build with one feature set, so nothing is built
 # twice; --locked: test exactly the committed Cargo.lock; --no-fail-fast:
 # one run reports every failing test binary, not just the first.
-status=0
 cargo test --locked --all-targets --no-fail-fast "$@" || status=$?
 
 # The fuzzing runs the binary that build made (`cargo run --locked`, same
