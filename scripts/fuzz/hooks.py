@@ -135,14 +135,18 @@ def _up_to_seq_within_history(case):
 
     An `up_to_seq` above the user's current seq answers 422 (a rule about
     the state, which no schema can state). Larger values wrap into
-    0..`_SEEDED_SEQ`, a range every run has already reached.
+    0..`_SEEDED_SEQ`, a range every run has already reached. An integer
+    drawn as a float (`7.0`, which JSON Schema counts as the integer 7) is
+    written as the integer: the server reads integers without a fraction.
     """
     body = case.body
     if not isinstance(body, dict):
         return
     seq = body.get("up_to_seq")
-    if isinstance(seq, int) and not isinstance(seq, bool) and seq > _SEEDED_SEQ:
-        body["up_to_seq"] = seq % (_SEEDED_SEQ + 1)
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)
+    if isinstance(seq, int) and not isinstance(seq, bool):
+        body["up_to_seq"] = seq % (_SEEDED_SEQ + 1) if seq > _SEEDED_SEQ else seq
 
 
 def _distinct_action_ids(case):
