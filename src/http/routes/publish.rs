@@ -144,13 +144,14 @@ struct BatchBody {
 
 /// A batch, checked: every element, and the batch as a whole.
 fn check_batch(text: &str) -> Result<Vec<Part>, ApiError> {
-    let body: BatchBody = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            ApiError::Unprocessable(e.to_string())
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        }
-    })?;
+    let payloads::Object(body): payloads::Object<BatchBody> =
+        serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                ApiError::Unprocessable(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })?;
     if body.notifications.is_empty() || body.notifications.len() > MAX_BATCH {
         return Err(ApiError::Unprocessable(format!(
             "notifications must list 1 to {MAX_BATCH} publishes"
