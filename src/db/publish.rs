@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::notifications::{COLUMNS, unread_flag, unseen_flag};
+use super::notifications::{COLUMNS, columns_of, unread_flag, unseen_flag};
 use crate::domain::event::{Counts, Notification};
 
 /// Rows of one publish batch. Content is passed once per part and joined by
@@ -247,11 +247,7 @@ pub async fn write_keyed(
 ) -> Result<Vec<Written>, sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let (old_unread, old_unseen) = (unread_flag("o."), unseen_flag("o."));
-        let n_columns = COLUMNS
-            .split(", ")
-            .map(|c| format!("n.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let n_columns = columns_of("n.");
         format!(
             r#"WITH c AS (
              SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[],
