@@ -4,6 +4,7 @@
 //! they share is here.
 
 mod bulk;
+mod counts_property;
 mod lists;
 mod model;
 
