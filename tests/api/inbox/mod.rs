@@ -7,6 +7,7 @@ mod bulk;
 mod counts_property;
 mod lists;
 mod model;
+mod transports;
 
 use std::collections::BTreeMap;
 
