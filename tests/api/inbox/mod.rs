@@ -8,6 +8,7 @@ mod counts_property;
 mod lists;
 mod model;
 mod transports;
+mod update_by_key;
 
 use std::collections::BTreeMap;
 
