@@ -3,6 +3,7 @@
 //! carries, over REST and every live transport. One concern per file; what
 //! they share is here.
 
+mod actions;
 mod bulk;
 mod counts_property;
 mod lists;
