@@ -10,6 +10,7 @@ mod lists;
 mod model;
 mod transports;
 mod update_by_key;
+mod validation;
 
 use std::collections::BTreeMap;
 
