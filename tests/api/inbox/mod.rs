@@ -8,6 +8,7 @@ mod bulk;
 mod counts_property;
 mod lists;
 mod model;
+mod timers;
 mod transports;
 mod update_by_key;
 mod validation;
