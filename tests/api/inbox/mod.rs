@@ -4,6 +4,7 @@
 //! they share is here.
 
 mod actions;
+mod admin_and_retention;
 mod bulk;
 mod counts_property;
 mod lists;
