@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use herald::app::embedded_pg::{EmbeddedPostgres, Options, connect_with_retry};
-use herald::db::retention::{AgedLog, PURGE_IDEMPOTENCY_KEYS};
+use herald::db::retention::PURGE_IDEMPOTENCY_KEYS;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
@@ -120,7 +120,7 @@ async fn run(pg: &EmbeddedPostgres, rows: i64) -> anyhow::Result<()> {
 /// always nothing or little has aged out) and one that matches more than a
 /// batch.
 fn scans() -> Vec<(&'static str, String, chrono::Duration)> {
-    let notifications = AgedLog::Notifications.purge_sql();
+    let notifications = herald::db::timers::CLAIM_AGED.to_owned();
     let keys = PURGE_IDEMPOTENCY_KEYS.to_owned();
     vec![
         (

@@ -54,6 +54,9 @@ pub struct Settings {
     pub publish: PublishSettings,
     #[garde(dive)]
     pub retention: RetentionSettings,
+    #[serde(default)]
+    #[garde(dive)]
+    pub timers: TimerSettings,
     #[garde(skip)]
     pub log: LogSettings,
     #[serde(default)]
@@ -218,6 +221,28 @@ pub struct RetentionSettings {
     /// fewer, so 0 would never end.
     #[garde(range(min = 1, max = 1_000_000))]
     pub batch: i64,
+}
+
+/// The timers of users' centers: snoozes that end, notifications that
+/// expire. The contract allows 5 s from the due time to the event.
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TimerSettings {
+    /// How often each instance looks for what is due.
+    #[garde(range(min = 10, max = 4_000))]
+    pub poll_ms: u64,
+    /// At most this many of each kind per transaction.
+    #[garde(range(min = 1, max = 100_000))]
+    pub batch: i64,
+}
+
+impl Default for TimerSettings {
+    fn default() -> Self {
+        Self {
+            poll_ms: 500,
+            batch: 1000,
+        }
+    }
 }
 
 /// Cross-origin access for browser pages served from other origins.

@@ -21,7 +21,7 @@ use crate::http::{body_deadline, cors};
 use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
-use crate::jobs::{heartbeat, purge as retention};
+use crate::jobs::{heartbeat, purge as retention, timers};
 use crate::live::Hub;
 use crate::live::listener::{self, ListenerConfig};
 use crate::live::log_reader::LogReader;
@@ -118,6 +118,7 @@ impl Application {
             settings.publish.broadcast_chunk,
             shutdown.clone(),
         );
+        let inbox = Inbox::new(pool.clone(), Arc::clone(&hub), &instance);
         let mut background = vec![
             tokio::spawn(listener::run(
                 ListenerConfig {
@@ -132,7 +133,13 @@ impl Application {
             tokio::spawn(telemetry::run_metrics_upkeep(shutdown.clone())),
             tokio::spawn(retention::run(
                 pool.clone(),
+                inbox.clone(),
                 settings.retention.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(timers::run(
+                inbox.clone(),
+                settings.timers.clone(),
                 shutdown.clone(),
             )),
             tokio::spawn(heartbeat::run(
@@ -156,7 +163,7 @@ impl Application {
             shutdown.clone(),
         );
         let state = web::Data::new(AppState {
-            inbox: Inbox::new(pool.clone(), Arc::clone(&hub), &instance),
+            inbox,
             live,
             pool,
             hub,

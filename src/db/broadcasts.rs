@@ -26,6 +26,10 @@ pub struct Stored {
     /// The JSON text of `data`.
     pub data: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The JSON text of `actions`.
+    pub actions: String,
+    pub key: Option<String>,
+    pub renotify: bool,
     pub created_by: String,
     pub cursor: Option<String>,
 }
@@ -38,14 +42,19 @@ pub struct New<'a> {
     /// JSON text.
     pub data: Option<&'a str>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// JSON text.
+    pub actions: &'a str,
+    pub key: Option<&'a str>,
+    pub renotify: bool,
     pub created_by: &'a str,
     pub created_at: DateTime<Utc>,
 }
 
 pub async fn create(pool: &PgPool, b: &New<'_>) -> Result<Broadcast, sqlx::Error> {
     sqlx::query_as(
-        "INSERT INTO broadcasts (id, title, body, category, data, expires_at, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
+        "INSERT INTO broadcasts (id, title, body, category, data, expires_at, created_by, created_at,
+                                 actions, key, renotify)
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11)
          RETURNING id, status, recipients, created_at",
     )
     .bind(b.id)
@@ -56,6 +65,9 @@ pub async fn create(pool: &PgPool, b: &New<'_>) -> Result<Broadcast, sqlx::Error
     .bind(b.expires_at)
     .bind(b.created_by)
     .bind(b.created_at)
+    .bind(b.actions)
+    .bind(b.key)
+    .bind(b.renotify)
     .fetch_one(pool)
     .await
 }
@@ -69,7 +81,8 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Broadcast>, sqlx::Err
 
 pub async fn load(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT status, title, body, category, data::text AS data, expires_at, created_by, cursor
+        "SELECT status, title, body, category, data::text AS data, expires_at,
+                actions::text AS actions, key, renotify, created_by, cursor
          FROM broadcasts WHERE id = $1",
     )
     .bind(id)

@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::UserId;
-use crate::domain::event::{Event, EventKind, Notification};
+use crate::domain::event::{ActionTaken, Counts, Event, EventKind, Notification};
 
 /// The channel that carries wake-ups between instances.
 pub const CHANNEL: &str = "herald_events";
@@ -30,24 +30,48 @@ struct LogRow {
     created_at: Option<DateTime<Utc>>,
     read_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
+    seen_at: Option<DateTime<Utc>>,
+    archived_at: Option<DateTime<Utc>>,
+    snoozed_until: Option<DateTime<Utc>>,
+    actions: Option<Json<Box<RawValue>>>,
+    action_taken: Option<Json<ActionTaken>>,
+    key: Option<String>,
+    updated_at: Option<DateTime<Utc>>,
+    topic: Option<String>,
+    counts_unread: Option<i64>,
+    counts_unseen: Option<i64>,
 }
 
 impl LogRow {
     fn into_event(self) -> Event {
         let kind = EventKind::parse(&self.kind).unwrap_or(EventKind::Notification);
         match (kind, self.event_data) {
-            (EventKind::Notification, _) | (_, None) => Notification {
-                id: self.id.unwrap_or_default(),
-                seq: self.seq,
-                title: self.title.unwrap_or_default(),
-                body: self.body,
-                category: self.category,
-                data: self.data,
-                created_at: self.created_at.unwrap_or_default(),
-                read_at: self.read_at,
-                expires_at: self.expires_at,
+            (EventKind::Notification, _) | (_, None) => {
+                let counts = Counts {
+                    unread: self.counts_unread.unwrap_or_default(),
+                    unseen: self.counts_unseen.unwrap_or_default(),
+                };
+                Notification {
+                    id: self.id.unwrap_or_default(),
+                    seq: self.seq,
+                    title: self.title.unwrap_or_default(),
+                    body: self.body,
+                    category: self.category,
+                    data: self.data,
+                    created_at: self.created_at.unwrap_or_default(),
+                    read_at: self.read_at,
+                    expires_at: self.expires_at,
+                    seen_at: self.seen_at,
+                    archived_at: self.archived_at,
+                    snoozed_until: self.snoozed_until,
+                    actions: self.actions.unwrap_or_else(no_actions),
+                    action_taken: self.action_taken,
+                    key: self.key,
+                    updated_at: self.updated_at,
+                    topic: self.topic,
+                }
+                .to_event(EventKind::Notification, self.seq, counts)
             }
-            .to_event(),
             (kind, Some(data)) => Event {
                 seq: self.seq,
                 kind,
@@ -56,6 +80,10 @@ impl LogRow {
             },
         }
     }
+}
+
+fn no_actions() -> Json<Box<RawValue>> {
+    Json(RawValue::from_string("[]".into()).expect("[] is JSON"))
 }
 
 /// A log row tagged with the position of the reader it answers, and the
@@ -79,8 +107,9 @@ pub struct LogPage {
 /// For each reader `(user, after, limit)`, in one statement: the user's
 /// events with seq > `after`, in seq order, at most `limit` of them and no
 /// more than about `max_bytes` (a page always has at least one event if
-/// there is one). Expired notifications are left out; deleted ones are gone
-/// (their `deleted` event remains). The answer has one page per reader, in
+/// there is one). Deleted and expired notifications are gone (their `deleted`
+/// or `expired` event remains). A notification row carries its state now and
+/// the counts of its own moment. The answer has one page per reader, in
 /// the readers' order.
 ///
 /// The byte bound is what keeps replay memory in proportion: a page of
@@ -102,14 +131,18 @@ pub async fn read_after_many(
                  SELECT * FROM (
                      SELECT n.seq, 'notification' AS kind, NULL::text AS event_data, n.id, n.title, n.body,
                             n.category, n.data, n.created_at, n.read_at, n.expires_at,
-                            256 + octet_length(n.title) + coalesce(octet_length(n.body), 0)
+                            n.seen_at, n.archived_at, n.snoozed_until, n.actions, n.action_taken,
+                            n.key, n.updated_at, n.topic, n.counts_unread, n.counts_unseen,
+                            512 + octet_length(n.title) + coalesce(octet_length(n.body), 0)
                                 + coalesce(octet_length(n.category), 0)
-                                + coalesce(octet_length(n.data::text), 0) AS size
+                                + coalesce(octet_length(n.data::text), 0)
+                                + octet_length(n.actions::text)
+                                + coalesce(octet_length(n.key), 0) AS size
                      FROM notifications n
                      WHERE n.user_id = r.user_id AND n.seq > r.after
-                       AND (n.expires_at IS NULL OR n.expires_at > now())
                      UNION ALL
                      SELECT e.seq, e.kind, e.data::text, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
                             64 + octet_length(e.data::text)
                      FROM events e
                      WHERE e.user_id = r.user_id AND e.seq > r.after
@@ -145,22 +178,43 @@ pub async fn read_after_many(
 }
 
 /// Appends a state-change event (not a notification: those are rows of
-/// `notifications`).
+/// `notifications`); `data` is its JSON text.
 pub async fn append(
     conn: &mut PgConnection,
     user: &UserId,
     seq: i64,
     kind: EventKind,
-    data: &serde_json::Value,
+    data: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO events (user_id, seq, kind, data) VALUES ($1, $2, $3, $4)")
+    sqlx::query("INSERT INTO events (user_id, seq, kind, data) VALUES ($1, $2, $3, $4::json)")
         .bind(user.as_str())
         .bind(seq)
         .bind(kind.as_str())
-        .bind(Json(data))
+        .bind(data)
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// Appends many events of one kind at once (a batch's `updated` events).
+pub async fn append_many(
+    conn: &mut PgConnection,
+    users: &[&str],
+    seqs: &[i64],
+    kind: EventKind,
+    data: &[&str],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO events (user_id, seq, kind, data)
+         SELECT u, s, $3, d::json FROM unnest($1::text[], $2::int8[], $4::text[]) AS t(u, s, d)",
+    )
+    .bind(users)
+    .bind(seqs)
+    .bind(kind.as_str())
+    .bind(data)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Queues wake-ups for other instances; PostgreSQL delivers them on commit,

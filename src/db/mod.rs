@@ -2,12 +2,15 @@
 //! transaction (`&mut PgConnection`) or the pool, never build SQL from input.
 
 pub mod broadcasts;
+pub mod changes;
 pub mod events;
 pub mod idempotency;
 pub mod instances;
 pub mod notifications;
+pub mod publish;
 pub mod retention;
 pub mod stats;
+pub mod timers;
 pub mod users;
 
 use std::time::Duration;

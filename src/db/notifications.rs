@@ -1,27 +1,57 @@
-//! Notification rows: publishing inserts them, users list and change them.
+//! Reading a user's notifications: pages, single ones and counts.
+//! Writing them is in `publish` (new and updated by key), `changes` (what
+//! a user does) and `timers` (what time does).
 
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::UserId;
-use crate::domain::event::Notification;
+use crate::domain::event::{Counts, Notification};
 
-const COLUMNS: &str = "id, seq, title, body, category, data, created_at, read_at, expires_at";
+/// The columns of the notification object, in its order.
+pub const COLUMNS: &str = "id, seq, title, body, category, data, created_at, read_at, expires_at, \
+     seen_at, archived_at, snoozed_until, actions, action_taken, key, updated_at, topic";
+
+/// Whether a row (its columns under prefix `p`) counts as unread, or
+/// unseen, in the user's counts (0 or 1). Archived and snoozed ones are out
+/// of the inbox, so they count in neither. Every statement that changes
+/// notifications adds the difference of these before and after to the
+/// user's counters (`users.unread`, `users.unseen`), which is how the counts
+/// stay exact without ever being recounted.
+pub fn unread_flag(p: &str) -> String {
+    format!(
+        "({p}read_at IS NULL AND {p}archived_at IS NULL AND {p}snoozed_until IS NULL)::int4::int8"
+    )
+}
+
+pub fn unseen_flag(p: &str) -> String {
+    format!(
+        "({p}seen_at IS NULL AND {p}archived_at IS NULL AND {p}snoozed_until IS NULL)::int4::int8"
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Unread,
     Read,
+    Unseen,
     All,
+    Archived,
+    Snoozed,
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    /// Which rows the status lists. The inbox ones leave out archived and
+    /// snoozed notifications; an archived one lists as archived even while
+    /// snoozed.
+    fn condition(self) -> &'static str {
         match self {
-            Self::Unread => "unread",
-            Self::Read => "read",
-            Self::All => "all",
+            Self::Unread => "archived_at IS NULL AND snoozed_until IS NULL AND read_at IS NULL",
+            Self::Read => "archived_at IS NULL AND snoozed_until IS NULL AND read_at IS NOT NULL",
+            Self::Unseen => "archived_at IS NULL AND snoozed_until IS NULL AND seen_at IS NULL",
+            Self::All => "archived_at IS NULL AND snoozed_until IS NULL",
+            Self::Archived => "archived_at IS NOT NULL",
+            Self::Snoozed => "archived_at IS NULL AND snoozed_until IS NOT NULL",
         }
     }
 }
@@ -33,41 +63,70 @@ pub struct ListFilter<'a> {
     pub limit: i64,
 }
 
-/// Newest first; expired notifications are hidden.
+/// Newest first.
 pub async fn list(
     conn: &mut PgConnection,
     user: &UserId,
     f: &ListFilter<'_>,
 ) -> Result<Vec<Notification>, sqlx::Error> {
+    // The condition comes from the enum above, never from input.
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM notifications
          WHERE user_id = $1
            AND ($2::int8 IS NULL OR seq < $2)
            AND ($3::text IS NULL OR category = $3)
-           AND ($4 = 'all' OR ($4 = 'unread') = (read_at IS NULL))
-           AND (expires_at IS NULL OR expires_at > now())
+           AND {}
          ORDER BY seq DESC
-         LIMIT $5"
+         LIMIT $4",
+        f.status.condition()
     )))
     .bind(user.as_str())
     .bind(f.before)
     .bind(f.category)
-    .bind(f.status.as_str())
     .bind(f.limit)
     .fetch_all(conn)
     .await
 }
 
-/// The user's current seq and unread count (0 and 0 for an unknown user).
-pub async fn summary(conn: &mut PgConnection, user: &UserId) -> Result<(i64, i64), sqlx::Error> {
+/// The user's current seq and live counts (zeros for an unknown user).
+pub async fn summary(conn: &mut PgConnection, user: &UserId) -> Result<(i64, Counts), sqlx::Error> {
+    let row: Option<(i64, i64, i64)> =
+        sqlx::query_as("SELECT last_seq, unread, unseen FROM users WHERE user_id = $1")
+            .bind(user.as_str())
+            .fetch_optional(conn)
+            .await?;
+    let (last_seq, unread, unseen) = row.unwrap_or_default();
+    Ok((last_seq, Counts { unread, unseen }))
+}
+
+/// Per category (`""` for none), the counts of `GET /v1/me/counts`. This
+/// one is a recount, but only when asked for, never per event.
+#[derive(Debug, sqlx::FromRow)]
+pub struct CategoryCounts {
+    pub category: String,
+    pub unread: i64,
+    pub unseen: i64,
+    pub total: i64,
+    pub archived: i64,
+    pub snoozed: i64,
+}
+
+pub async fn category_counts(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Vec<CategoryCounts>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT COALESCE((SELECT last_seq FROM users WHERE user_id = $1), 0),
-                (SELECT count(*) FROM notifications
-                 WHERE user_id = $1 AND read_at IS NULL
-                   AND (expires_at IS NULL OR expires_at > now()))",
+        "SELECT coalesce(category, '') AS category,
+                count(*) FILTER (WHERE archived_at IS NULL AND snoozed_until IS NULL AND read_at IS NULL) AS unread,
+                count(*) FILTER (WHERE archived_at IS NULL AND snoozed_until IS NULL AND seen_at IS NULL) AS unseen,
+                count(*) FILTER (WHERE archived_at IS NULL AND snoozed_until IS NULL) AS total,
+                count(*) FILTER (WHERE archived_at IS NOT NULL) AS archived,
+                count(*) FILTER (WHERE archived_at IS NULL AND snoozed_until IS NOT NULL) AS snoozed
+         FROM notifications WHERE user_id = $1
+         GROUP BY 1",
     )
     .bind(user.as_str())
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
 }
 
@@ -77,153 +136,10 @@ pub async fn get(
     id: Uuid,
 ) -> Result<Option<Notification>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM notifications
-         WHERE user_id = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > now())"
+        "SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND id = $2"
     )))
     .bind(user.as_str())
     .bind(id)
     .fetch_optional(conn)
     .await
-}
-
-/// Rows of one publish batch. Content is passed once per request and joined
-/// by index, so a publish to 10,000 users does not send its body 10,000 times.
-#[derive(Default)]
-pub struct NewRows<'a> {
-    pub ids: Vec<Uuid>,
-    /// Per row, in the order their seqs are given out.
-    pub users: Vec<&'a str>,
-    /// 1-based index into the content arrays.
-    pub content: Vec<i32>,
-    pub titles: Vec<&'a str>,
-    pub bodies: Vec<Option<&'a str>>,
-    pub categories: Vec<Option<&'a str>>,
-    pub data: Vec<Option<&'a str>>,
-    pub expires: Vec<Option<DateTime<Utc>>>,
-}
-
-/// The distinct recipients of a batch: how many rows each gets, and which
-/// wake-up payload it goes in (`live::wakeup::split`).
-pub struct Recipients<'a> {
-    pub users: Vec<&'a str>,
-    pub counts: Vec<i64>,
-    pub payloads: Vec<i32>,
-}
-
-/// One batch as one statement, so it costs one round trip (and, outside an
-/// explicit transaction, is its own transaction: one commit, one fsync):
-///
-/// 1. reserves `counts[i]` seqs for `users[i]` by bumping the per-user
-///    counter (`db::users`), taking the rows in user order so concurrent
-///    batches cannot deadlock; the row locks are held until commit, so each
-///    user's changes commit in seq order;
-/// 2. inserts the rows, a user's rows getting that user's reserved seqs in
-///    row order: `last_seq - count + 1 ..= last_seq`;
-/// 3. queues one NOTIFY per wake-up payload (`live::wakeup`), which
-///    PostgreSQL delivers only if this commits.
-///
-/// Returns every user's new `last_seq`.
-pub async fn publish_batch(
-    conn: &mut PgConnection,
-    rows: &NewRows<'_>,
-    recipients: &Recipients<'_>,
-    created_at: DateTime<Utc>,
-    instance: &str,
-) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let reserved: Vec<(Vec<String>, Vec<i64>)> = sqlx::query_as(
-        r#"WITH reserved AS (
-             INSERT INTO users (user_id, last_seq)
-             SELECT u, n FROM unnest($1::text[], $2::int8[]) AS t(u, n) ORDER BY u
-             ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + EXCLUDED.last_seq
-             RETURNING user_id, last_seq
-         ), numbered AS (
-             SELECT r.id, r.user_id, r.content,
-                    row_number() OVER (PARTITION BY r.user_id ORDER BY r.ord) AS nth,
-                    count(*) OVER (PARTITION BY r.user_id) AS n
-             FROM unnest($4::uuid[], $5::text[], $6::int4[]) WITH ORDINALITY AS r(id, user_id, content, ord)
-         ), inserted AS (
-             INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at, expires_at)
-             SELECT r.id, r.user_id, w.last_seq - r.n + r.nth,
-                    c.title, c.body, c.category, c.data::jsonb, $7, c.expires_at
-             FROM numbered AS r
-             JOIN reserved AS w ON w.user_id = r.user_id
-             JOIN unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[])
-                  WITH ORDINALITY AS c(title, body, category, data, expires_at, idx)
-               ON c.idx = r.content
-         ), payloads AS (
-             SELECT array_agg(w.user_id) AS users, array_agg(w.last_seq) AS last_seqs,
-                    '{"i":' || to_json($13::text)::text || ',"w":['
-                      || string_agg('[' || to_json(w.user_id)::text || ',' || w.last_seq || ']', ',')
-                      || ']}' AS payload
-             FROM reserved AS w
-             JOIN unnest($1::text[], $3::int4[]) AS p(u, part) ON p.u = w.user_id
-             GROUP BY p.part
-         )
-         SELECT users, last_seqs, pg_notify($14, payload)::text FROM payloads"#,
-    )
-    .bind(&recipients.users)
-    .bind(&recipients.counts)
-    .bind(&recipients.payloads)
-    .bind(&rows.ids)
-    .bind(&rows.users)
-    .bind(&rows.content)
-    .bind(created_at)
-    .bind(&rows.titles)
-    .bind(&rows.bodies)
-    .bind(&rows.categories)
-    .bind(&rows.data)
-    .bind(&rows.expires)
-    .bind(instance)
-    .bind(super::events::CHANNEL)
-    .fetch_all(conn)
-    .await?;
-    Ok(reserved
-        .into_iter()
-        .flat_map(|(users, seqs)| users.into_iter().zip(seqs))
-        .collect())
-}
-
-/// Sets or clears `read_at` if it is not already so; `None` when nothing changed.
-pub async fn set_read_at(
-    conn: &mut PgConnection,
-    user: &UserId,
-    id: Uuid,
-    read_at: Option<DateTime<Utc>>,
-) -> Result<Option<Notification>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE notifications SET read_at = $3
-         WHERE user_id = $1 AND id = $2 AND (read_at IS NULL) = ($3::timestamptz IS NOT NULL)
-           AND (expires_at IS NULL OR expires_at > now())
-         RETURNING {COLUMNS}"
-    )))
-    .bind(user.as_str())
-    .bind(id)
-    .bind(read_at)
-    .fetch_optional(conn)
-    .await
-}
-
-/// Marks every unread notification with seq <= `up_to` read; returns how many.
-pub async fn mark_all_read(
-    conn: &mut PgConnection,
-    user: &UserId,
-    up_to: i64,
-    at: DateTime<Utc>,
-) -> Result<u64, sqlx::Error> {
-    sqlx::query("UPDATE notifications SET read_at = $3 WHERE user_id = $1 AND read_at IS NULL AND seq <= $2")
-        .bind(user.as_str())
-        .bind(up_to)
-        .bind(at)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected())
-}
-
-pub async fn delete(conn: &mut PgConnection, user: &UserId, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query("DELETE FROM notifications WHERE user_id = $1 AND id = $2")
-        .bind(user.as_str())
-        .bind(id)
-        .execute(conn)
-        .await
-        .map(|r| r.rows_affected() == 1)
 }

@@ -1,6 +1,6 @@
-//! Retention: old state-change events, expired notifications and old
-//! idempotency keys are removed in small batches, so storage stays bounded
-//! without long locks.
+//! Retention: old state-change events and old idempotency keys are removed
+//! in small batches, so storage stays bounded without long locks. Old
+//! notifications leave the center with an event (`db::timers`).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -11,15 +11,12 @@ use sqlx::PgConnection;
 pub enum AgedLog {
     /// State-change events (`events`).
     Events,
-    /// Notifications, read or not (`notifications`).
-    Notifications,
 }
 
 impl AgedLog {
     fn table(self) -> &'static str {
         match self {
             Self::Events => "events",
-            Self::Notifications => "notifications",
         }
     }
 
@@ -63,24 +60,6 @@ pub async fn purge_before(
         .fetch_one(conn)
         .await
         .map(|n: i64| n as u64)
-}
-
-/// Deletes up to `batch` notifications that expired before `now`. Expired
-/// ones are already hidden from lists and replay, so the horizon stays.
-pub async fn purge_expired_notifications(
-    conn: &mut PgConnection,
-    now: DateTime<Utc>,
-    batch: i64,
-) -> Result<u64, sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM notifications
-         WHERE id IN (SELECT id FROM notifications WHERE expires_at < $1 LIMIT $2)",
-    )
-    .bind(now)
-    .bind(batch)
-    .execute(conn)
-    .await
-    .map(|r| r.rows_affected())
 }
 
 /// Deletes up to `batch` idempotency keys created before `cutoff`.

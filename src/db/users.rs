@@ -15,11 +15,14 @@
 use sqlx::PgConnection;
 
 use crate::domain::UserId;
+use crate::domain::event::Counts;
 
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
 pub struct Positions {
     pub last_seq: i64,
     pub purged_seq: i64,
+    /// The counts at `last_seq`, for a `reset`.
+    pub counts: Counts,
 }
 
 /// A user's positions, if the user is known.
@@ -42,9 +45,11 @@ pub async fn positions_many(
     struct Row {
         last_seq: Option<i64>,
         purged_seq: Option<i64>,
+        unread: Option<i64>,
+        unseen: Option<i64>,
     }
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT u.last_seq, u.purged_seq
+        "SELECT u.last_seq, u.purged_seq, u.unread, u.unseen
          FROM unnest($1::text[]) WITH ORDINALITY AS q(user_id, i)
          LEFT JOIN users u ON u.user_id = q.user_id
          ORDER BY q.i",
@@ -58,6 +63,10 @@ pub async fn positions_many(
             (Some(last_seq), Some(purged_seq)) => Some(Positions {
                 last_seq,
                 purged_seq,
+                counts: Counts {
+                    unread: r.unread.unwrap_or_default(),
+                    unseen: r.unseen.unwrap_or_default(),
+                },
             }),
             _ => None,
         })
@@ -74,6 +83,22 @@ pub async fn ensure_known(conn: &mut PgConnection, users: &[&str]) -> Result<(),
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// Reserves the next seq of a user, creating the user's row if there is
+/// none (a bulk operation emits its event even on an empty center).
+pub async fn reserve_next_seq_creating(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO users (user_id, last_seq) VALUES ($1, 1)
+         ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + 1
+         RETURNING last_seq",
+    )
+    .bind(user.as_str())
+    .fetch_one(conn)
+    .await
 }
 
 /// Reserves the next seq of an existing user (a state change of one of their

@@ -11,10 +11,25 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Notification,
+    /// A notification changed in place by its `key`; data is the whole
+    /// notification.
+    Updated,
     Read,
     Unread,
-    ReadAll,
+    Seen,
+    Archived,
+    Unarchived,
+    Snoozed,
+    /// By the user, or by the server when `until` came.
+    Unsnoozed,
+    Action,
     Deleted,
+    /// Left the center at `expires_at`, or aged out by retention.
+    Expired,
+    ReadAll,
+    SeenAll,
+    ArchivedAll,
+    DeletedAll,
     /// Not in the log: what a client gets instead of its events when its
     /// resume point is unusable (see [`Event::reset`]).
     Reset,
@@ -24,23 +39,45 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Notification => "notification",
+            Self::Updated => "updated",
             Self::Read => "read",
             Self::Unread => "unread",
-            Self::ReadAll => "read_all",
+            Self::Seen => "seen",
+            Self::Archived => "archived",
+            Self::Unarchived => "unarchived",
+            Self::Snoozed => "snoozed",
+            Self::Unsnoozed => "unsnoozed",
+            Self::Action => "action",
             Self::Deleted => "deleted",
+            Self::Expired => "expired",
+            Self::ReadAll => "read_all",
+            Self::SeenAll => "seen_all",
+            Self::ArchivedAll => "archived_all",
+            Self::DeletedAll => "deleted_all",
             Self::Reset => "reset",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "notification" => Self::Notification,
-            "read" => Self::Read,
-            "unread" => Self::Unread,
-            "read_all" => Self::ReadAll,
-            "deleted" => Self::Deleted,
-            _ => return None,
-        })
+        const KINDS: [EventKind; 16] = [
+            EventKind::Notification,
+            EventKind::Updated,
+            EventKind::Read,
+            EventKind::Unread,
+            EventKind::Seen,
+            EventKind::Archived,
+            EventKind::Unarchived,
+            EventKind::Snoozed,
+            EventKind::Unsnoozed,
+            EventKind::Action,
+            EventKind::Deleted,
+            EventKind::Expired,
+            EventKind::ReadAll,
+            EventKind::SeenAll,
+            EventKind::ArchivedAll,
+            EventKind::DeletedAll,
+        ];
+        KINDS.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -69,11 +106,11 @@ impl Event {
     /// The `reset` every transport sends when a resume point is unusable:
     /// reload through REST, then continue after `last_seq`. Built here only,
     /// so SSE, WebSocket and long-poll say exactly the same.
-    pub fn reset(last_seq: i64) -> Self {
+    pub fn reset(last_seq: i64, counts: Counts) -> Self {
         Self {
             seq: last_seq,
             kind: EventKind::Reset,
-            data: format!(r#"{{"last_seq":{last_seq}}}"#).into(),
+            data: with_counts(format!(r#"{{"last_seq":{last_seq}}}"#), counts).into(),
             published_at: None,
         }
     }
@@ -88,6 +125,37 @@ impl Event {
     }
 }
 
+/// A user's live counts: notifications in the center that are neither
+/// archived nor snoozed, and not read (`unread`) or not seen (`unseen`).
+/// Every event carries them as of just after itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Counts {
+    pub unread: i64,
+    pub unseen: i64,
+}
+
+/// Adds `"counts"` as the last member of a JSON object's text. Event data
+/// is built once and stored as text, so this splices rather than reparses.
+pub fn with_counts(mut object: String, counts: Counts) -> String {
+    debug_assert!(object.ends_with('}'));
+    object.pop();
+    if !object.ends_with('{') {
+        object.push(',');
+    }
+    object.push_str(&format!(
+        r#""counts":{{"unread":{},"unseen":{}}}}}"#,
+        counts.unread, counts.unseen
+    ));
+    object
+}
+
+/// `{"id": action id, "at": time}`: the action a user took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ActionTaken {
+    pub id: String,
+    pub at: DateTime<Utc>,
+}
+
 /// The notification object of the contract.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Notification {
@@ -100,17 +168,47 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     pub read_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub seen_at: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub snoozed_until: Option<DateTime<Utc>>,
+    pub actions: Json<Box<RawValue>>,
+    pub action_taken: Option<Json<ActionTaken>>,
+    pub key: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub topic: Option<String>,
 }
 
 impl Notification {
-    pub fn to_event(&self) -> Event {
+    /// Its event: `notification` when it was created, `updated` when it was
+    /// changed in place; either way the whole object and the counts.
+    pub fn to_event(&self, kind: EventKind, seq: i64, counts: Counts) -> Event {
+        let json = serde_json::to_string(self).expect("a notification serializes");
         Event {
-            seq: self.seq,
-            kind: EventKind::Notification,
-            data: serde_json::to_string(self)
-                .expect("a notification serializes")
-                .into(),
+            seq,
+            kind,
+            data: with_counts(json, counts).into(),
             published_at: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_go_last() {
+        let c = Counts {
+            unread: 2,
+            unseen: 3,
+        };
+        assert_eq!(
+            with_counts(r#"{"id":1}"#.into(), c),
+            r#"{"id":1,"counts":{"unread":2,"unseen":3}}"#
+        );
+        assert_eq!(
+            with_counts("{}".into(), c),
+            r#"{"counts":{"unread":2,"unseen":3}}"#
+        );
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! Owns: what the words of the contract mean. It uses nothing of Herald's.
 
+mod action;
 mod content;
 mod cursor;
 pub mod event;
 mod time;
 mod user_id;
 
+pub use action::{Action, ActionId, Actions, NotificationKey};
 pub use content::{Body, Category, NotificationData, Title};
 pub use cursor::ResumePoint;
 pub use time::now_micros;

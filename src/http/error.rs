@@ -22,6 +22,8 @@ pub enum ApiError {
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     /// The body arrived too slowly (see `body_deadline`).
     #[error("{0}")]
@@ -60,6 +62,7 @@ impl ApiError {
             Self::Forbidden(_) => ("forbidden", "Missing scope"),
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            Self::Conflict(_) => ("conflict", "Conflict"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Request too large"),
             Self::RequestTimeout(_) => ("request-timeout", "Request too slow"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
@@ -79,6 +82,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -144,6 +148,8 @@ impl From<InboxError> for ApiError {
         match e {
             InboxError::NotFound(what) => Self::NotFound(what.into()),
             InboxError::Rejected(why) => Self::Unprocessable(why.into()),
+            InboxError::Invalid(why) => Self::Unprocessable(why),
+            InboxError::Conflict(why) => Self::Conflict(why.into()),
             InboxError::Unavailable | InboxError::ShuttingDown => Self::Unavailable(e.to_string()),
             InboxError::Failed(cause) => Self::Internal(anyhow::anyhow!(cause)),
         }

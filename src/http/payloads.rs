@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::domain::{Body, Category, NotificationData, Title};
+use crate::domain::{Action, Actions, Body, Category, NotificationData, NotificationKey, Title};
 use crate::http::error::ApiError;
 use crate::inbox::group_commit::Content;
 
@@ -28,6 +28,22 @@ pub struct NotificationBody {
     data: Option<Box<RawValue>>,
     #[serde(default)]
     expires_at: Option<String>,
+    #[serde(default)]
+    actions: Option<Vec<ActionBody>>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    renotify: Option<bool>,
+}
+
+/// One of `actions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    id: String,
+    label: String,
+    #[serde(default)]
+    url: Option<String>,
 }
 
 /// A member that is present, `null` included.
@@ -62,7 +78,31 @@ impl NotificationBody {
                 Some(t)
             }
         };
+        let actions = self
+            .actions
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                Action::parse(a.id, a.label, a.url)
+                    .map_err(|e| invalid(format!("actions[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = self
+            .key
+            .map(NotificationKey::parse)
+            .transpose()
+            .map_err(invalid)?;
+        let renotify = self.renotify.unwrap_or(false);
+        if renotify && key.is_none() {
+            return Err(invalid(
+                "renotify needs a key: it applies to an update in place".into(),
+            ));
+        }
         Ok(Content {
+            actions: Actions::parse(actions).map_err(invalid)?,
+            key,
+            renotify,
             title: Title::parse(self.title).map_err(invalid)?,
             body: self.body.map(Body::parse).transpose().map_err(invalid)?,
             category: self
@@ -149,6 +189,37 @@ where
 /// the limit) is malformed JSON here too.
 pub fn json_value(text: &str) -> Result<serde_json::Value, ApiError> {
     serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            ApiError::Unprocessable(e.to_string())
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+        }
+    })
+}
+
+/// An optional JSON body: none (or an empty one) is `None`; one that is
+/// there must be JSON, and is answered as the JSON extractor answers.
+pub fn optional_json<T: serde::de::DeserializeOwned>(
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<actix_web::mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON)
+        });
+    if !json {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body must be sent as `Content-Type: application/json`".into(),
+        ));
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
         if e.is_data() {
             ApiError::Unprocessable(e.to_string())
         } else {

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::db;
-use crate::domain::{Body, Category, NotificationData, Title, UserId, now_micros};
+use crate::domain::{
+    Actions, Body, Category, NotificationData, NotificationKey, Title, UserId, now_micros,
+};
 use crate::inbox::InboxError;
 use crate::inbox::group_commit::{BroadcastChunk, Content, GroupCommit, PublishRequest};
 
@@ -72,6 +74,9 @@ impl Broadcaster {
                 category: content.category.as_ref().map(Category::as_str),
                 data: content.data.as_ref().map(NotificationData::as_json),
                 expires_at: content.expires_at,
+                actions: &content.actions.to_json(),
+                key: content.key.as_ref().map(NotificationKey::as_str),
+                renotify: content.renotify,
                 created_by: created_by.as_str(),
                 created_at: now_micros(),
             },
@@ -205,5 +210,12 @@ fn content_of(b: db::broadcasts::Stored) -> anyhow::Result<Content> {
             .map_err(anyhow::Error::msg)?,
         data,
         expires_at: b.expires_at,
+        actions: Actions::parse(serde_json::from_str(&b.actions)?).map_err(anyhow::Error::msg)?,
+        key: b
+            .key
+            .map(NotificationKey::parse)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        renotify: b.renotify,
     })
 }

@@ -12,6 +12,13 @@ pub enum InboxError {
     /// reused with another body, a broadcast chunk already sent).
     #[error("{0}")]
     Rejected(&'static str),
+    /// The request asks for something the rules do not allow (a snooze
+    /// in the past, a position beyond the user's log).
+    #[error("{0}")]
+    Invalid(String),
+    /// The request lost a race that only one may win (a second action).
+    #[error("{0}")]
+    Conflict(&'static str),
     /// The database cannot be reached now; retrying later may work.
     #[error("the database is unavailable; retry later")]
     Unavailable,

@@ -20,8 +20,11 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::db;
-use crate::domain::event::{Event, Notification};
-use crate::domain::{Body, Category, NotificationData, Title, UserId, now_micros};
+use crate::db::publish::{NewRows, Recipients, Reserved};
+use crate::domain::event::{Counts, Event, EventKind, Notification};
+use crate::domain::{
+    Actions, Body, Category, NotificationData, NotificationKey, Title, UserId, now_micros,
+};
 use crate::inbox::InboxError;
 use crate::live::{Hub, wakeup};
 use crate::settings::PublishSettings;
@@ -33,6 +36,11 @@ pub struct Content {
     pub category: Option<Category>,
     pub data: Option<NotificationData>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub actions: Actions,
+    /// Update the recipient's notification with this key in place, if any.
+    pub key: Option<NotificationKey>,
+    /// An update in place also makes it unread, unseen and unarchived again.
+    pub renotify: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +92,12 @@ pub struct Published {
 pub struct PublishedItem {
     pub id: Uuid,
     pub user_id: String,
+    /// The seq of its event: `notification`, or `updated` for an update in
+    /// place (the notification keeps its first seq).
     pub seq: i64,
+    /// Present, and true, for an update in place by `key`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub updated: bool,
 }
 
 type Reply = oneshot::Sender<Result<Published, InboxError>>;
@@ -159,13 +172,33 @@ impl CommitWorker {
                 self.fill(&mut rx, &mut batch);
             }
             let mut seen = HashSet::new();
-            let (batch, later): (Vec<Job>, Vec<Job>) =
-                batch
-                    .into_iter()
-                    .partition(|job| match &job.request.idempotency {
-                        Some(k) => seen.insert((job.request.publisher.clone(), k.key.clone())),
-                        None => true,
-                    });
+            let mut keyed = HashSet::new();
+            // A key may be updated once per batch and user (`write_keyed`
+            // finds the notification as it was before the batch): a repeat
+            // waits for the next batch, which finds this one's.
+            let (batch, later): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| {
+                let r = &job.request;
+                let fresh_key = match &r.idempotency {
+                    Some(k) => seen.insert((r.publisher.clone(), k.key.clone())),
+                    None => true,
+                };
+                let fresh_updates = match &r.content.key {
+                    Some(key) => {
+                        let pairs: Vec<(UserId, NotificationKey)> = r
+                            .recipients
+                            .iter()
+                            .map(|u| (u.clone(), key.clone()))
+                            .collect();
+                        let fresh = pairs.iter().all(|p| !keyed.contains(p));
+                        if fresh && fresh_key {
+                            keyed.extend(pairs);
+                        }
+                        fresh
+                    }
+                    None => true,
+                };
+                fresh_key && fresh_updates
+            });
             deferred = later;
             self.commit(batch).await;
         }
@@ -238,39 +271,27 @@ impl CommitWorker {
             requests.iter().map(|_| None).collect();
         let plain = requests
             .iter()
-            .all(|r| r.idempotency.is_none() && r.broadcast.is_none());
-        let published = if plain {
+            .all(|r| r.idempotency.is_none() && r.broadcast.is_none() && r.content.key.is_none());
+        let (published, local) = if plain {
             let mut conn = self.pool.acquire().await?;
-            self.insert(&mut conn, requests, &outcomes, created_at)
+            self.insert(&mut conn, requests, &outcomes, created_at, received)
                 .await?
         } else {
             let mut tx = self.pool.begin().await?;
             let claimed_keys = claim_keys(&mut tx, requests, &mut outcomes).await?;
             advance_broadcasts(&mut tx, requests, &mut outcomes).await?;
-            let published = self
-                .insert(&mut tx, requests, &outcomes, created_at)
+            let inserted = self
+                .insert(&mut tx, requests, &outcomes, created_at, received)
                 .await?;
-            store_responses(&mut tx, requests, &claimed_keys, &published).await?;
+            store_responses(&mut tx, requests, &claimed_keys, &inserted.0).await?;
             tx.commit().await?;
-            published
+            inserted
         };
-
-        // What connections in this process receive without reading it back:
-        // built only for users someone here is watching.
-        let mut local: HashMap<UserId, Vec<Event>> = HashMap::new();
-        let mut created = 0;
-        for (i, fresh) in published.iter().enumerate() {
-            let Some(fresh) = fresh else { continue };
-            let r = requests[i];
-            created += fresh.notifications.len() as u64;
-            for (user, item) in r.recipients.iter().zip(&fresh.notifications) {
-                if self.hub.is_watched(user) {
-                    let mut event = notification(&r.content, item, created_at).to_event();
-                    event.published_at = Some(received[i]);
-                    local.entry(user.clone()).or_default().push(event);
-                }
-            }
-        }
+        let created = published
+            .iter()
+            .flatten()
+            .map(|p| p.notifications.len() as u64)
+            .sum();
         let outcomes = outcomes
             .into_iter()
             .zip(published)
@@ -283,19 +304,24 @@ impl CommitWorker {
         })
     }
 
-    /// Inserts the notifications of the requests not yet answered (with seqs
-    /// reserved and other instances woken in the same statement) and returns
-    /// their answers, by request index.
+    /// Writes the notifications of the requests not yet answered (with seqs
+    /// reserved and other instances woken in the same transaction) and
+    /// returns their answers, by request index, and the events for this
+    /// process's connections: built only for users someone here watches.
     async fn insert(
         &self,
         conn: &mut sqlx::PgConnection,
         requests: &[&PublishRequest],
         outcomes: &[Option<Result<Published, InboxError>>],
         created_at: DateTime<Utc>,
-    ) -> Result<Vec<Option<Published>>, sqlx::Error> {
-        let mut rows = db::notifications::NewRows::default();
+        received: &[std::time::Instant],
+    ) -> Result<(Vec<Option<Published>>, LocalEvents), sqlx::Error> {
+        let mut rows = NewRows::default();
         let mut counts: HashMap<&str, i64> = HashMap::new();
         let mut published: Vec<Option<Published>> = requests.iter().map(|_| None).collect();
+        // Per row: its request and recipient.
+        let mut row_request: Vec<usize> = Vec::new();
+        let mut row_user: Vec<&UserId> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
             if outcomes[i].is_some() {
                 continue;
@@ -308,6 +334,10 @@ impl CommitWorker {
             rows.data
                 .push(c.data.as_ref().map(NotificationData::as_json));
             rows.expires.push(c.expires_at);
+            rows.actions
+                .push((!c.actions.is_empty()).then(|| c.actions.to_json()));
+            rows.keys.push(c.key.as_ref().map(NotificationKey::as_str));
+            rows.renotify.push(c.renotify);
             let content = rows.titles.len() as i32;
             let mut items = Vec::with_capacity(r.recipients.len());
             for user in &r.recipients {
@@ -315,51 +345,165 @@ impl CommitWorker {
                 rows.ids.push(id);
                 rows.users.push(user.as_str());
                 rows.content.push(content);
+                row_request.push(i);
+                row_user.push(user);
                 *counts.entry(user.as_str()).or_default() += 1;
                 items.push(PublishedItem {
                     id,
                     user_id: user.to_string(),
                     seq: 0,
+                    updated: false,
                 });
             }
             published[i] = Some(Published {
                 notifications: items,
             });
         }
+        let mut local = LocalEvents::default();
         if rows.ids.is_empty() {
-            return Ok(published);
+            return Ok((published, local));
         }
         let (users, n): (Vec<&str>, Vec<i64>) = counts.iter().map(|(u, n)| (*u, *n)).unzip();
-        let recipients = db::notifications::Recipients {
-            payloads: wakeup::split(&self.instance, &users),
-            users,
-            counts: n,
-        };
-        let reserved =
-            db::notifications::publish_batch(conn, &rows, &recipients, created_at, &self.instance)
-                .await?;
-        // A user's rows got its reserved seqs in row order, as here.
-        let mut next_seq: HashMap<String, i64> = reserved
-            .into_iter()
-            .map(|(user, last)| {
-                let first = last - counts[user.as_str()] + 1;
-                (user, first)
-            })
-            .collect();
-        for item in published
-            .iter_mut()
-            .flatten()
-            .flat_map(|p| &mut p.notifications)
-        {
-            let seq = next_seq.get_mut(&item.user_id).expect("reserved");
-            item.seq = *seq;
-            *seq += 1;
+        if rows.keys.iter().all(Option::is_none) {
+            let recipients = Recipients {
+                payloads: wakeup::split(&self.instance, &users),
+                users,
+                counts: n,
+            };
+            let reserved =
+                db::publish::publish_batch(conn, &rows, &recipients, created_at, &self.instance)
+                    .await?;
+            // A user's rows got its reserved seqs in row order, as here, and
+            // each added one to both counts.
+            let mut next: HashMap<String, (i64, Counts)> = reserved
+                .into_iter()
+                .map(|r| {
+                    let k = counts[r.user.as_str()];
+                    let first = Counts {
+                        unread: r.counts.unread - k + 1,
+                        unseen: r.counts.unseen - k + 1,
+                    };
+                    (r.user, (r.last_seq - k + 1, first))
+                })
+                .collect();
+            for (i, p) in published.iter_mut().enumerate() {
+                let Some(p) = p else { continue };
+                let r = requests[i];
+                for (user, item) in r.recipients.iter().zip(&mut p.notifications) {
+                    let (seq, counts) = next.get_mut(user.as_str()).expect("reserved");
+                    item.seq = *seq;
+                    if self.hub.is_watched(user) {
+                        let mut event = notification(&r.content, item, created_at).to_event(
+                            EventKind::Notification,
+                            item.seq,
+                            *counts,
+                        );
+                        event.published_at = Some(received[i]);
+                        local.push(user, event);
+                    }
+                    *seq += 1;
+                    counts.unread += 1;
+                    counts.unseen += 1;
+                }
+            }
+            return Ok((published, local));
         }
-        Ok(published)
+        let placed = RowPlaces {
+            request: &row_request,
+            user: &row_user,
+            received,
+            created_at,
+        };
+        self.insert_keyed(
+            conn,
+            &rows,
+            (&users, &n),
+            &placed,
+            &mut published,
+            &mut local,
+        )
+        .await?;
+        Ok((published, local))
     }
 
-    fn wake_local(&self, local: HashMap<UserId, Vec<Event>>) {
-        for (user, mut events) in local {
+    /// A batch in which some content has a `key`: seqs are reserved (and the
+    /// users locked) first, then each row is inserted or updates its key's
+    /// notification, the `updated` events are appended and other instances
+    /// are woken, all in the caller's transaction.
+    async fn insert_keyed(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        rows: &NewRows<'_>,
+        (users, counts): (&[&str], &[i64]),
+        places: &RowPlaces<'_>,
+        published: &mut [Option<Published>],
+        local: &mut LocalEvents,
+    ) -> Result<(), sqlx::Error> {
+        let reserved: Vec<Reserved> = db::publish::reserve(conn, users, counts).await?;
+        let rows_of: HashMap<&str, i64> =
+            users.iter().copied().zip(counts.iter().copied()).collect();
+        let mut next: HashMap<&str, i64> = reserved
+            .iter()
+            .map(|r| (r.user.as_str(), r.last_seq - rows_of[r.user.as_str()] + 1))
+            .collect();
+        let seqs: Vec<i64> = rows
+            .users
+            .iter()
+            .map(|u| {
+                let seq = next.get_mut(u).expect("reserved");
+                *seq += 1;
+                *seq - 1
+            })
+            .collect();
+        let written =
+            db::publish::write_keyed(conn, rows, &seqs, &reserved, places.created_at).await?;
+        let mut updated_users = Vec::new();
+        let mut updated_seqs = Vec::new();
+        let mut updated_data = Vec::new();
+        let mut items = published
+            .iter_mut()
+            .flatten()
+            .flat_map(|p| p.notifications.iter_mut());
+        for (j, w) in written.iter().enumerate() {
+            let (i, user) = (places.request[j], places.user[j]);
+            let item = items.next().expect("one item per row");
+            item.id = w.notification.id;
+            item.seq = w.event_seq;
+            item.updated = w.updated;
+            let kind = if w.updated {
+                EventKind::Updated
+            } else {
+                EventKind::Notification
+            };
+            let counts = Counts {
+                unread: w.unread,
+                unseen: w.unseen,
+            };
+            let watched = self.hub.is_watched(user);
+            if w.updated || watched {
+                let mut event = w.notification.to_event(kind, w.event_seq, counts);
+                event.published_at = Some(places.received[i]);
+                if w.updated {
+                    updated_users.push(item.user_id.clone());
+                    updated_seqs.push(w.event_seq);
+                    updated_data.push(event.data.clone());
+                }
+                if watched {
+                    local.push(user, event);
+                }
+            }
+        }
+        if !updated_users.is_empty() {
+            let users: Vec<&str> = updated_users.iter().map(String::as_str).collect();
+            let data: Vec<&str> = updated_data.iter().map(|d| &**d).collect();
+            db::events::append_many(conn, &users, &updated_seqs, EventKind::Updated, &data).await?;
+        }
+        let wakes = reserved.iter().map(|r| (r.user.clone(), r.last_seq));
+        db::events::notify(conn, &wakeup::encode(&self.instance, wakes)).await
+    }
+
+    fn wake_local(&self, local: LocalEvents) {
+        for (user, mut events) in local.0 {
             events.sort_by_key(|e| e.seq);
             let last = events.last().map_or(0, |e| e.seq);
             self.hub.wake(&user, last, Some(Arc::from(events)));
@@ -487,13 +631,42 @@ fn notification(c: &Content, item: &PublishedItem, created_at: DateTime<Utc>) ->
         created_at,
         read_at: None,
         expires_at: c.expires_at,
+        seen_at: None,
+        archived_at: None,
+        snoozed_until: None,
+        actions: sqlx::types::Json(
+            serde_json::value::RawValue::from_string(c.actions.to_json())
+                .expect("actions are JSON"),
+        ),
+        action_taken: None,
+        key: c.key.as_ref().map(|k| k.as_str().to_owned()),
+        updated_at: None,
+        topic: None,
     }
+}
+
+/// Committed events of watched users, for this process's connections.
+#[derive(Default)]
+struct LocalEvents(HashMap<UserId, Vec<Event>>);
+
+impl LocalEvents {
+    fn push(&mut self, user: &UserId, event: Event) {
+        self.0.entry(user.clone()).or_default().push(event);
+    }
+}
+
+/// Per row of a batch: its request, its recipient, and when its request
+/// arrived; and the batch's time.
+struct RowPlaces<'a> {
+    request: &'a [usize],
+    user: &'a [&'a UserId],
+    received: &'a [std::time::Instant],
+    created_at: DateTime<Utc>,
 }
 
 struct Committed {
     outcomes: Vec<Result<Published, InboxError>>,
-    /// Committed events of watched users, for this process's connections.
-    local: HashMap<UserId, Vec<Event>>,
+    local: LocalEvents,
     /// Notifications created.
     created: u64,
 }

@@ -15,6 +15,7 @@ pub mod changes;
 mod error;
 pub mod group_commit;
 pub mod reads;
+mod timers;
 
 use std::sync::Arc;
 

@@ -72,6 +72,7 @@ impl LogReader {
                             p.unwrap_or(Positions {
                                 last_seq: 0,
                                 purged_seq: 0,
+                                counts: Default::default(),
                             })
                         })
                         .collect())

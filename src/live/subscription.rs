@@ -88,8 +88,9 @@ impl End {
 pub struct Start {
     /// The last seq the client has: send what comes after it.
     pub cursor: i64,
-    /// `Some(last_seq)`: the client must reset to the user's current seq.
-    pub reset: Option<i64>,
+    /// `Some(reset)`: the client must reset to the user's current seq; the
+    /// event carries it and the counts at it.
+    pub reset: Option<Event>,
     /// The user's seq when the connection opened: nothing to read up to it
     /// when the cursor is there already.
     pub last_seq: i64,
@@ -154,7 +155,7 @@ impl Subscriptions {
             ResumePoint::After(n) if n <= last_seq && n >= positions.purged_seq => (n, None),
             ResumePoint::After(_) | ResumePoint::Invalid => {
                 metrics::counter!("herald_resets_total").increment(1);
-                (last_seq, Some(last_seq))
+                (last_seq, Some(Event::reset(last_seq, positions.counts)))
             }
         };
         Ok(Start {
@@ -186,8 +187,8 @@ impl Subscriptions {
         // client has its answer.
         let counted = self.hub.stats.connection(transport);
         let (tx, rx) = mpsc::channel(self.settings.buffer);
-        if let Some(last_seq) = reset {
-            tx.try_send(Frame::Event(Queued::unbudgeted(Event::reset(last_seq))))
+        if let Some(reset) = reset {
+            tx.try_send(Frame::Event(Queued::unbudgeted(reset)))
                 .expect("a new queue has room");
         }
         let pump = Pump {

@@ -243,7 +243,7 @@ async fn admin_lists_any_users_notifications_exactly_as_the_user_does() {
     let empty = admin_list(&app, "nobody", "").await;
     assert_eq!(
         empty,
-        json!({"items": [], "next_before": null, "last_seq": 0, "unread_count": 0})
+        json!({"items": [], "next_before": null, "last_seq": 0, "unread_count": 0, "unseen_count": 0})
     );
     // The encoded `/` is part of the id: "team" is a different (empty) user.
     assert_eq!(admin_list(&app, "team", "").await["last_seq"], 0);
@@ -324,7 +324,10 @@ async fn admin_delete_emits_deleted_to_the_user_and_reaches_no_one_else() {
         let event = stream.next().await.unwrap();
         assert_eq!(event.event, "deleted");
         assert_eq!(event.id, "3");
-        assert_eq!(data(&event), json!({ "id": id }));
+        assert_eq!(
+            data(&event),
+            json!({ "id": id, "counts": {"unread": 1, "unseen": 1} })
+        );
         let page = app.list(&user, "").await;
         let items = page["items"].as_array().unwrap();
         assert_eq!(items.len(), 1);

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem, data};
 
 fn seqs(page: &Value) -> Vec<i64> {
     page["items"]
@@ -60,7 +60,7 @@ async fn list_pages_newest_first_with_last_seq_and_unread_count() {
     let empty = app.list("nobody", "").await;
     assert_eq!(
         empty,
-        json!({"items": [], "next_before": null, "last_seq": 0, "unread_count": 0})
+        json!({"items": [], "next_before": null, "last_seq": 0, "unread_count": 0, "unseen_count": 0})
     );
 }
 
@@ -193,19 +193,24 @@ async fn read_all_marks_everything_up_to_the_current_seq() {
         (page["unread_count"].as_i64(), page["last_seq"].as_i64()),
         (Some(0), Some(3))
     );
-    // Nothing left: no event, seq unchanged.
+    // Nothing left: still its event (v2: a bulk operation always emits one,
+    // so every device hears that it ran).
     let r: Value = app
         .post_as("r", "/v1/me/notifications/read-all")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(r["updated"], 0);
-    assert_eq!(app.list("r", "").await["last_seq"], 3);
+    assert_eq!(
+        (r["updated"].as_i64(), r["up_to_seq"].as_i64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(r["category"], Value::Null);
+    assert_eq!(app.list("r", "").await["last_seq"], 4);
 }
 
 #[tokio::test]
-async fn expired_notifications_are_hidden() {
+async fn expired_notifications_leave_with_an_event() {
     let app = TestApp::spawn().await;
     let items = app.publish(&["e"], "soon gone").await;
     app.publish(&["e"], "stays").await;
@@ -216,13 +221,34 @@ async fn expired_notifications_are_hidden() {
     .execute(&app.pool)
     .await
     .unwrap();
+    let mut stream = app.sse("e", Some("0"), None).await;
+    let expired = loop {
+        let event = stream.next().await.unwrap();
+        if event.event == "expired" {
+            break event;
+        }
+    };
+    assert_eq!(
+        (expired.id.as_str(), data(&expired)),
+        (
+            "3",
+            json!({"id": items[0]["id"], "counts": {"unread": 1, "unseen": 1}})
+        )
+    );
     let page = app.list("e", "").await;
     assert_eq!(seqs(&page), [2]);
     assert_eq!(page["unread_count"], 1);
-    let mut stream = app.sse("e", Some("0"), None).await;
-    assert_eq!(
-        stream.next().await.unwrap().id,
-        "2",
-        "replay skips the expired one"
-    );
+    let gone = app
+        .get_as(
+            "e",
+            &format!("/v1/me/notifications/{}", items[0]["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(gone.status(), 404);
+    let mut replay = app.sse("e", Some("0"), None).await;
+    let ids = [
+        replay.next().await.unwrap().id,
+        replay.next().await.unwrap().id,
+    ];
+    assert_eq!(ids, ["2", "3"], "replay: the remaining one, then `expired`");
 }

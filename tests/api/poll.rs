@@ -57,7 +57,7 @@ async fn bad_parameters_and_unusable_resume_points() {
     app.publish(&["rae"], "x").await;
     assert_eq!(
         poll(&app, "rae", "after=zzz").await,
-        json!({"events": [{"seq": 1, "type": "reset", "data": {"last_seq": 1}}], "last_seq": 1})
+        json!({"events": [{"seq": 1, "type": "reset", "data": {"last_seq": 1, "counts": {"unread": 1, "unseen": 1}}}], "last_seq": 1})
     );
     assert_eq!(
         seqs(&poll(&app, "rae", "after=5").await),

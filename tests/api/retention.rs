@@ -1,5 +1,6 @@
-//! Retention: old and expired rows go in small batches, and a client
-//! resuming from before the horizon gets `reset`.
+//! Retention: old rows go in small batches, and a client resuming from
+//! before the horizon gets `reset`. Notifications leave with an event, so
+//! counts and devices follow.
 
 use serde_json::json;
 
@@ -40,14 +41,22 @@ async fn old_notifications_events_and_keys_are_purged_in_batches() {
 
     let mut settings = app.settings.retention.clone();
     settings.batch = 1;
-    let purged = herald::jobs::purge::purge_once(&app.pool, &settings)
+    // The expired one leaves by its timer, with its event, not by the purge.
+    let mut other = app.sse("other", Some("1"), None).await;
+    let expired = other.next().await.unwrap();
+    assert_eq!(expired.event, "expired");
+    assert_eq!(
+        data(&expired),
+        json!({"id": gone[0]["id"], "counts": {"unread": 0, "unseen": 0}})
+    );
+    let purged = herald::jobs::purge::purge_once(&app.pool, &app.inbox(), &settings)
         .await
         .unwrap();
     assert_eq!(
         purged,
         herald::jobs::purge::Purged {
             events: 0,
-            notifications: 3,
+            notifications: 2,
             idempotency_keys: 1
         }
     );
@@ -58,19 +67,41 @@ async fn old_notifications_events_and_keys_are_purged_in_batches() {
             .unwrap();
     assert_eq!(remaining, [3]);
 
+    // Each purged notification left with its `expired` event (seqs 4 and
+    // 5), and the counts went down with it.
+    let counts: serde_json::Value = app
+        .get_as("old-timer", "/v1/me/counts")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts["last_seq"].as_i64(), counts["unread"].as_i64()),
+        (Some(5), Some(1))
+    );
     // Resuming from before the horizon: reset. From the horizon: the rest.
     let mut stale = app.sse("old-timer", Some("1"), None).await;
     let reset = stale.next().await.unwrap();
     assert_eq!(
         (reset.event.as_str(), data(&reset)),
-        ("reset", json!({"last_seq": 3}))
+        (
+            "reset",
+            json!({"last_seq": 5, "counts": {"unread": 1, "unseen": 1}})
+        )
     );
     let mut fresh = app.sse("old-timer", Some("2"), None).await;
-    assert_eq!(fresh.next().await.unwrap().id, "3");
-    // The expired notification did not move its user's horizon.
+    let rest: Vec<String> = [
+        fresh.next().await.unwrap(),
+        fresh.next().await.unwrap(),
+        fresh.next().await.unwrap(),
+    ]
+    .iter()
+    .map(|e| format!("{} {}", e.id, e.event))
+    .collect();
+    assert_eq!(rest, ["3 notification", "4 expired", "5 expired"]);
+    // An expiry does not move its user's horizon.
     let mut other = app.sse("other", Some("0"), None).await;
-    app.publish(&["other"], "next").await;
-    assert_eq!(other.next().await.unwrap().id, "2");
+    assert_eq!(other.next().await.unwrap().event, "expired");
     // A forgotten idempotency key is free again.
     let r = app
         .http
@@ -88,8 +119,8 @@ async fn old_notifications_events_and_keys_are_purged_in_batches() {
 }
 
 #[tokio::test]
-async fn the_background_purge_runs_by_itself() {
-    let app = TestApp::spawn_with(|s| s.retention.interval_secs = 1).await;
+async fn expired_notifications_leave_by_themselves() {
+    let app = TestApp::spawn().await;
     let items = app.publish(&["p"], "short-lived").await;
     sqlx::query(
         "UPDATE notifications SET expires_at = now() + interval '1 second' WHERE id = $1::uuid",
@@ -115,10 +146,11 @@ async fn the_background_purge_runs_by_itself() {
 #[tokio::test]
 async fn purge_statements_find_aged_rows_through_indexes() {
     use herald::db::retention::{AgedLog, PURGE_IDEMPOTENCY_KEYS};
+    use herald::db::timers::CLAIM_AGED;
     let app = TestApp::spawn().await;
     let statements = [
         ("events", AgedLog::Events.purge_sql()),
-        ("notifications", AgedLog::Notifications.purge_sql()),
+        ("notifications", CLAIM_AGED.to_owned()),
         ("idempotency_keys", PURGE_IDEMPOTENCY_KEYS.to_owned()),
     ];
     for (table, sql) in statements {
@@ -139,6 +171,8 @@ async fn purge_statements_find_aged_rows_through_indexes() {
         tx.rollback().await.unwrap();
         let plan = plan.to_string();
         assert!(!plan.contains("\"Seq Scan\""), "{table}: {plan}");
-        assert!(plan.contains("\"Tid Scan\""), "{table}: {plan}");
+        // The notifications are claimed in age order, from their index.
+        let by_address = plan.contains("\"Tid Scan\"") || plan.contains("notifications_created_at");
+        assert!(by_address, "{table}: {plan}");
     }
 }

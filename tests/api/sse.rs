@@ -33,8 +33,12 @@ async fn a_published_notification_reaches_a_live_stream_with_id_event_and_data()
     assert_eq!(d["data"], json!({"run": 42, "url": "/runs/42"}));
     assert_eq!(d["read_at"], serde_json::Value::Null);
     assert_eq!(d["expires_at"], serde_json::Value::Null);
-    // The live copy equals what the REST API (and a replay) says.
+    // The live copy equals what the REST API (and a replay) says, and
+    // carries the user's counts just after it.
     let listed = app.list("alice", "").await;
+    let mut d = d;
+    let counts = d.as_object_mut().unwrap().remove("counts");
+    assert_eq!(counts, Some(json!({"unread": 1, "unseen": 1})));
     assert_eq!(listed["items"][0], d);
 }
 
@@ -161,7 +165,11 @@ async fn garbage_and_future_resume_points_get_reset_then_live() {
         let reset = stream.next().await.unwrap();
         assert_eq!(reset.event, "reset", "for {bad}");
         assert_eq!(reset.id, "2", "for {bad}");
-        assert_eq!(data(&reset), json!({"last_seq": 2}), "for {bad}");
+        assert_eq!(
+            data(&reset),
+            json!({"last_seq": 2, "counts": {"unread": 2, "unseen": 2}}),
+            "for {bad}"
+        );
     }
     let mut stream = app.sse("hank", Some("nonsense"), None).await;
     assert_eq!(stream.next().await.unwrap().event, "reset");
@@ -189,7 +197,7 @@ async fn a_resume_point_older_than_retained_history_gets_reset() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let purged = herald::jobs::purge::purge_once(&app.pool, &app.settings.retention)
+    let purged = herald::jobs::purge::purge_once(&app.pool, &app.inbox(), &app.settings.retention)
         .await
         .unwrap();
     assert_eq!(purged.events, 1);
@@ -198,7 +206,10 @@ async fn a_resume_point_older_than_retained_history_gets_reset() {
     let reset = stream.next().await.unwrap();
     assert_eq!(
         (reset.event.as_str(), data(&reset)),
-        ("reset", json!({"last_seq": 3}))
+        (
+            "reset",
+            json!({"last_seq": 3, "counts": {"unread": 1, "unseen": 1}})
+        )
     );
     // At the horizon itself nothing is missing: no reset.
     let mut stream = app.sse("ivy", Some("3"), None).await;
@@ -240,7 +251,10 @@ async fn state_changes_are_streamed_as_events() {
     let unread = stream.next().await.unwrap();
     assert_eq!(
         (unread.event.as_str(), data(&unread)),
-        ("unread", json!({"id": a, "read_at": null}))
+        (
+            "unread",
+            json!({"id": a, "read_at": null, "counts": {"unread": 2, "unseen": 1}})
+        )
     );
 
     let all = app.post_as("jack", "/v1/me/notifications/read-all").await;
@@ -265,7 +279,11 @@ async fn state_changes_are_streamed_as_events() {
     let event = stream.next().await.unwrap();
     assert_eq!(
         (event.event.as_str(), event.id.as_str(), data(&event)),
-        ("deleted", "6", json!({"id": b}))
+        (
+            "deleted",
+            "6",
+            json!({"id": b, "counts": {"unread": 0, "unseen": 0}})
+        )
     );
 
     // A replay from the start gives the same log (the deleted notification's
@@ -420,7 +438,7 @@ async fn the_message_format_sends_frames_without_event_lines() {
     assert_eq!(first.id, "3");
     assert_eq!(
         data(&first),
-        json!({"seq": 3, "type": "reset", "data": {"last_seq": 3}})
+        json!({"seq": 3, "type": "reset", "data": {"last_seq": 3, "counts": {"unread": 1, "unseen": 1}}})
     );
 
     // `named` is the default form.

@@ -44,7 +44,7 @@ async fn an_unusable_resume_point_gets_reset() {
     let mut socket = connect(&app, &app.token("walt", &[]), Some("banana")).await;
     assert_eq!(
         next_json(&mut socket).await,
-        json!({"seq": 1, "type": "reset", "data": {"last_seq": 1}})
+        json!({"seq": 1, "type": "reset", "data": {"last_seq": 1, "counts": {"unread": 1, "unseen": 1}}})
     );
     let mut socket = connect(&app, &app.token("walt", &[]), Some("7")).await;
     assert_eq!(next_json(&mut socket).await["type"], "reset");

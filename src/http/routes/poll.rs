@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::domain::ResumePoint;
-use crate::domain::event::{Event, EventFrame};
+use crate::domain::event::EventFrame;
 use crate::http::auth::StreamUser;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -58,11 +58,10 @@ pub async fn events(
     // The database steps are boxed: inlined, the handler's future (which
     // lives as long as the poll waits) kept room for their state too.
     let Start { cursor, reset, .. } = Box::pin(state.live.start_position(&watch, resume)).await?;
-    if let Some(last_seq) = reset {
-        let reset = Event::reset(last_seq);
+    if let Some(reset) = reset {
         return Ok(HttpResponse::Ok().json(PollAnswer {
             events: vec![reset.frame()],
-            last_seq,
+            last_seq: reset.seq,
         }));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);

@@ -16,6 +16,7 @@ use crate::domain::{ResumePoint, UserId};
 use crate::http::auth::StreamUser;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::inbox::changes::{BulkOp, UserChange};
 use crate::live::connection_stats::Transport;
 use crate::live::subscription::{End, Frame};
 
@@ -156,11 +157,13 @@ impl Connection {
         match command.op.as_str() {
             "ping" => Ok(Some(json!({"type": "pong", "ref": command.reference}))),
             "read" => {
-                self.state.inbox.set_read(&self.user, id()?, true).await?;
+                let read = UserChange::Read;
+                self.state.inbox.change(&self.user, id()?, read).await?;
                 Ok(None)
             }
             "unread" => {
-                self.state.inbox.set_read(&self.user, id()?, false).await?;
+                let unread = UserChange::Unread;
+                self.state.inbox.change(&self.user, id()?, unread).await?;
                 Ok(None)
             }
             "delete" => {
@@ -168,7 +171,8 @@ impl Connection {
                 Ok(None)
             }
             "read_all" => {
-                self.state.inbox.read_all(&self.user).await?;
+                let all = BulkOp::ReadAll;
+                self.state.inbox.bulk(&self.user, all, None, None).await?;
                 Ok(None)
             }
             other => Err(ApiError::Unprocessable(format!(

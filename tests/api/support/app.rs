@@ -41,6 +41,13 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The engine on this app's database, as another instance would have
+    /// it: what it changes reaches the app's connections through NOTIFY.
+    pub fn inbox(&self) -> herald::inbox::Inbox {
+        let hub = herald::live::Hub::new(self.settings.stream.max_streams_per_user);
+        herald::inbox::Inbox::new(self.pool.clone(), hub, "tests")
+    }
+
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
     }
