@@ -17,12 +17,13 @@ async fn snoozes_end_exactly_once_after_a_kill_and_a_restart_past_until() {
     let service = Service::new(herald.base());
     let publisher = Publisher::on(&service);
     let me = Me::on(&service, "sleeper");
-    let until = Utc::now() + chrono::Duration::seconds(3);
     let mut ids = Vec::new();
     for i in 0..3 {
-        let id = publisher.one("sleeper", &format!("n{i}"), json!({})).await;
-        assert_eq!(me.snooze(&id, until).await.status(), 200);
-        ids.push(id);
+        ids.push(publisher.one("sleeper", &format!("n{i}"), json!({})).await);
+    }
+    let until = Utc::now() + chrono::Duration::seconds(3);
+    for id in &ids {
+        assert_eq!(me.snooze(id, until).await.status(), 200);
     }
     let last_seq = me.counts().await["last_seq"].as_i64().unwrap();
     herald.kill().await;
