@@ -230,3 +230,54 @@ async fn a_second_action_is_409_and_unknown_ids_are_404_on_every_new_route() {
         (Value::Null, Value::Null, Value::Null)
     );
 }
+
+/// Like every other body: not JSON at all is 400; JSON of the wrong shape
+/// is 422 (as for a publish).
+#[tokio::test]
+async fn malformed_bodies_of_the_new_routes_are_400_or_422_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let publisher = Publisher::of(&app);
+    let me = Me::of(&app, "val");
+    let id = publisher.one("val", "target", json!({})).await;
+    let before = snapshot(&app, &me).await;
+    let routes = [
+        format!("/v1/me/notifications/{id}/snooze"),
+        "/v1/me/notifications/read-all".to_owned(),
+        "/v1/me/notifications/seen-all".to_owned(),
+        "/v1/me/notifications/archive-all".to_owned(),
+        "/v1/me/notifications/delete-all".to_owned(),
+    ];
+    for route in &routes {
+        for (body, status) in [
+            ("not json", 400),
+            ("{", 400),
+            ("[1, 2]", 422),
+            ("{\"up_to_seq\": \"three\"}", 422),
+        ] {
+            let r = app
+                .http
+                .post(app.url(route))
+                .bearer_auth(app.token("val", &[]))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), status, "{route} with {body}");
+            assert_problem(r, status, "").await;
+            assert_eq!(snapshot(&app, &me).await, before, "{route} with {body}");
+        }
+    }
+    for (route, body) in [
+        // A snooze needs its `until`, a date-time.
+        (&routes[0], json!({})),
+        (&routes[0], json!({"until": "tomorrow"})),
+        // A negative up_to_seq is no seq at all.
+        (&routes[1], json!({"up_to_seq": -1})),
+    ] {
+        let r = me.post(route, Some(&body)).await;
+        assert_eq!(r.status(), 422, "{route} with {body}");
+        assert_problem(r, 422, "").await;
+        assert_eq!(snapshot(&app, &me).await, before, "{route} with {body}");
+    }
+}
