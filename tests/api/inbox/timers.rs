@@ -196,3 +196,128 @@ async fn an_expiring_notification_leaves_with_exactly_one_expired() {
         "exactly once"
     );
 }
+
+/// Timers follow what the user and publishers do before they fire: a snooze
+/// ended, moved or deleted early wakes nothing at the old `until`; an
+/// archived one wakes without entering the counts; an update by key moves
+/// or clears the expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_follow_changes_made_before_they_fire() {
+    let app = TestApp::spawn().await;
+    let publisher = Publisher::of(&app);
+    let me = Me::of(&app, "changer");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(publisher.one("changer", &format!("n{i}"), json!({})).await);
+    }
+    let (ended, moved, deleted, archived) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    // Expiring in 2 s, then updated without an expiry: it stays.
+    let kept = publisher
+        .one(
+            "changer",
+            "k1",
+            json!({"key": "k1", "expires_at": rfc3339(Utc::now() + chrono::Duration::seconds(2))}),
+        )
+        .await;
+    publisher
+        .one("changer", "k1 again", json!({"key": "k1"}))
+        .await;
+    // Not expiring, then updated to expire in 2 s: it goes.
+    let goes = publisher.one("changer", "k2", json!({"key": "k2"})).await;
+    let until = Utc::now() + chrono::Duration::seconds(2);
+    publisher
+        .one(
+            "changer",
+            "k2 again",
+            json!({"key": "k2", "expires_at": rfc3339(until)}),
+        )
+        .await;
+    for id in &ids {
+        assert_eq!(me.snooze(id, until).await.status(), 200);
+    }
+    assert_eq!(me.op(ended, "unsnooze").await.status(), 200);
+    assert_eq!(
+        me.snooze(moved, until + chrono::Duration::days(1))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(me.remove(deleted).await.status(), 204);
+    assert_eq!(me.op(archived, "archive").await.status(), 200);
+    let after = me.counts().await["last_seq"].as_i64().unwrap();
+
+    let (event, _) = wait_for_event(&me, after, "unsnoozed", archived, until + LATE).await;
+    assert_eq!(
+        event["data"]["counts"],
+        json!({"unread": 2, "unseen": 2}),
+        "still archived: ended and kept are counted"
+    );
+    wait_for_event(&me, after, "expired", &goes, until + LATE).await;
+    linger().await;
+    let log = me.events_after(after).await;
+    let kinds: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["data"]["id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected = vec![("unsnoozed", archived.as_str()), ("expired", goes.as_str())];
+    let mut got = kinds.clone();
+    got.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(
+        got, expected,
+        "only the archived one wakes and only k2 expires: {log:?}"
+    );
+    assert_eq!(me.notification(&kept).await.status(), 200);
+    let got: Value = me.notification(moved).await.json().await.unwrap();
+    assert!(got["snoozed_until"].is_string(), "moved a day on: {got}");
+    let got: Value = me.notification(archived).await.json().await.unwrap();
+    assert_eq!(
+        (got["snoozed_until"].clone(), got["archived_at"].is_string()),
+        (Value::Null, true)
+    );
+    let counts = me.counts().await;
+    assert_eq!(
+        (
+            counts["unread"].clone(),
+            counts["archived"].clone(),
+            counts["snoozed"].clone(),
+            counts["total"].clone()
+        ),
+        (json!(2), json!(1), json!(1), json!(2))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_instances_each_expiry_happens_exactly_once() {
+    let a = TestApp::spawn().await;
+    let b = TestApp::spawn_on(&a.db_url, |_| {}).await;
+    let publisher = Publisher::of(&b);
+    let expires_at = Utc::now() + chrono::Duration::seconds(2);
+    let items = publisher
+        .publish(&json!({"recipients": ["e-0", "e-1", "e-2"], "title": "short", "expires_at": rfc3339(expires_at)}))
+        .await;
+    for item in &items {
+        let me = Me::of(&a, item["user_id"].as_str().unwrap());
+        let id = item["id"].as_str().unwrap();
+        wait_for_event(&me, 0, "expired", id, expires_at + LATE).await;
+    }
+    linger().await;
+    for item in &items {
+        let me = Me::of(&b, item["user_id"].as_str().unwrap());
+        let id = item["id"].as_str().unwrap();
+        assert_eq!(
+            occurrences(&me, "expired", id).await.len(),
+            1,
+            "{id}: exactly once"
+        );
+        assert_eq!(
+            live_counts(&me.counts().await),
+            json!({"unread": 0, "unseen": 0})
+        );
+    }
+}
