@@ -7,6 +7,7 @@ mod actions;
 mod admin_and_retention;
 mod bulk;
 mod counts_property;
+mod counts_race;
 mod lists;
 mod model;
 mod timers;

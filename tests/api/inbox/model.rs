@@ -39,6 +39,28 @@ impl Note {
         }
     }
 
+    /// The state a `notification` or `updated` event's data (or a REST
+    /// object) shows.
+    pub fn shown(item: &Value) -> Self {
+        Self {
+            id: item["id"].as_str().unwrap().to_owned(),
+            seq: item["seq"].as_i64().unwrap(),
+            category: item["category"].as_str().map(str::to_owned),
+            key: item["key"].as_str().map(str::to_owned),
+            actions: item["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned())
+                .collect(),
+            read: item["read_at"].is_string(),
+            seen: item["seen_at"].is_string(),
+            archived: item["archived_at"].is_string(),
+            snoozed_until: (!item["snoozed_until"].is_null()).then(|| time(&item["snoozed_until"])),
+            action_taken: item["action_taken"]["id"].as_str().map(str::to_owned),
+        }
+    }
+
     /// Counted in unread/unseen/total: neither archived nor snoozed.
     fn in_counts(&self) -> bool {
         !self.archived && self.snoozed_until.is_none()
@@ -153,6 +175,69 @@ impl Model {
                 n.seq <= up_to_seq && category.is_none_or(|c| n.category.as_deref() == Some(c))
             })
             .collect()
+    }
+
+    /// Applies one event `{"seq", "type", "data"}` as a client would.
+    /// A `notification` is new, so unread, unseen and in the center whatever
+    /// its data says (a replay shows its current state); an `updated` one is
+    /// as its data shows, which is stored with the event.
+    pub fn apply(&mut self, event: &Value) {
+        let data = &event["data"];
+        let kind = event["type"].as_str().unwrap();
+        if kind.ends_with("_all") {
+            let category = data["category"].as_str();
+            let up_to_seq = data["up_to_seq"].as_i64().unwrap();
+            let mut gone = Vec::new();
+            for n in self.matching(category, up_to_seq) {
+                match kind {
+                    "read_all" => (n.read, n.seen) = (true, true),
+                    "seen_all" => n.seen = true,
+                    "archived_all" => n.archived = true,
+                    "deleted_all" => gone.push(n.id.clone()),
+                    other => panic!("unknown event type {other}"),
+                }
+            }
+            for id in gone {
+                self.notes.remove(&id);
+            }
+            return;
+        }
+        let id = data["id"].as_str().unwrap().to_owned();
+        match kind {
+            "notification" => {
+                let mut n = Note::shown(data);
+                (n.read, n.seen, n.archived, n.snoozed_until, n.action_taken) =
+                    (false, false, false, None, None);
+                self.notes.insert(id, n);
+                return;
+            }
+            "updated" => {
+                self.notes.insert(id, Note::shown(data));
+                return;
+            }
+            "deleted" | "expired" => {
+                self.notes.remove(&id);
+                return;
+            }
+            _ => {}
+        }
+        let Some(n) = self.notes.get_mut(&id) else {
+            return;
+        };
+        match kind {
+            "read" => (n.read, n.seen) = (true, true),
+            "unread" => n.read = false,
+            "seen" => n.seen = true,
+            "archived" => n.archived = true,
+            "unarchived" => n.archived = false,
+            "snoozed" => n.snoozed_until = Some(time(&data["until"])),
+            "unsnoozed" => n.snoozed_until = None,
+            "action" => {
+                n.action_taken = Some(data["action_id"].as_str().unwrap().to_owned());
+                (n.read, n.seen) = (true, true);
+            }
+            other => panic!("unknown event type {other}"),
+        }
     }
 
     /// Every notification the lists hold matches the model, and the lists
