@@ -10,6 +10,7 @@ mod counts_property;
 mod counts_race;
 mod lists;
 mod model;
+mod timer_races;
 mod timers;
 mod transports;
 mod update_by_key;
