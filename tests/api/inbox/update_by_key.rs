@@ -254,3 +254,53 @@ async fn concurrent_publishes_with_one_key_make_exactly_one_notification() {
         json!({"unread": 1, "unseen": 1})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_with_one_key_racing_deletes_never_leave_two() {
+    let app = TestApp::spawn().await;
+    let publisher = Publisher::of(&app);
+    let me = Me::of(&app, "flux");
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let (publisher, me) = (publisher.clone(), me.clone());
+            tokio::spawn(async move {
+                for i in 0..8 {
+                    let body = json!({"recipients": ["flux"], "title": format!("{t}-{i}"), "key": "same", "renotify": i % 2 == 0, "category": "c"});
+                    let items = publisher.publish(&body).await;
+                    if (t + i) % 3 == 0 {
+                        let status = me.remove(items[0]["id"].as_str().unwrap()).await.status();
+                        assert!(status == 204 || status == 404, "{status}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notifications WHERE user_id = 'flux' AND key = 'same'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(stored <= 1, "{stored} notifications with one key");
+    let listed = me.list_all("status=all").await.0;
+    assert_eq!(listed.len() as i64, stored);
+    let counts = me.counts().await;
+    assert_eq!(
+        super::without_last_seq(&counts),
+        super::recount(&me).await.0
+    );
+    let log = me.events_after(0).await;
+    assert_eq!(log.last().unwrap()["data"]["counts"], live_counts(&counts));
+    // Nothing here is ever read or seen, so two alive at once would show
+    // as counts of 2 in some event.
+    for event in &log {
+        let counts = &event["data"]["counts"];
+        assert!(
+            counts["unread"].as_i64().unwrap() <= 1 && counts["unseen"].as_i64().unwrap() <= 1,
+            "two alive at {event}"
+        );
+    }
+}
