@@ -97,14 +97,18 @@ hooks = "$root/scripts/fuzz/hooks.py"
 enabled = true
 
 # Path ids are drawn from what the seeding made half of the time, so that
-# get, read, unread and delete also meet notifications that exist.
+# get, read, unread, seen, archive, snooze, actions and delete also meet
+# notifications that exist (and, for actions, ids they have).
 [dictionaries.ids]
 values = $ids
 [dictionaries.users]
 values = ["fuzz-user"]
+[dictionaries.actions]
+values = ["open", "dismiss"]
 [parameters]
 "path.id" = { dictionary = "ids", probability = 0.5 }
 "path.user_id" = { dictionary = "users", probability = 0.5 }
+"path.action_id" = { dictionary = "actions", probability = 0.5 }
 
 # An SSE stream never ends by itself: each one is read for 1 s (its replay,
 # a reset, heartbeats) or 20 events, then checked event by event against the

@@ -20,24 +20,41 @@
  *
  * Every visible text comes from the message table of the reader's language
  * (i18n.js); switching language re-renders the texts in place.
+ *
+ * The badges are fed only by the `counts` every event carries (and the list
+ * answer's totals after a load): counts derived from a partial list could
+ * never be exact, the server's are.
  */
 import {
-  LANGUAGES, language, setLanguage, t, tNodes, count, relativeTime, fullTime,
+  LANGUAGES, language, setLanguage, t, tNodes, count, relativeTime, fullTime, clockTime,
 } from '/i18n.js';
 
 const TOKEN_KEY = 'herald.token';
-const EVENT_TYPES = ['notification', 'read', 'unread', 'read_all', 'deleted', 'reset'];
+// Every type of the log: EventSource drops events of a type nobody listens to.
+const EVENT_TYPES = [
+  'notification', 'updated', 'read', 'unread', 'seen', 'archived', 'unarchived',
+  'snoozed', 'unsnoozed', 'action', 'deleted', 'expired',
+  'read_all', 'seen_all', 'archived_all', 'deleted_all', 'preferences', 'reset',
+];
+/** What a view lists: `status` of the list request, and which notifications belong in it. */
+const VIEWS = {
+  inbox: { status: 'all', holds: n => !n.archived_at && !n.snoozed_until },
+  // Archived and snoozed counts as archived.
+  archived: { status: 'archived', holds: n => !!n.archived_at },
+};
 const PAGE_SIZE = 50;
 const MAX_TIMEOUT = 2 ** 31 - 1; // setTimeout overflows above this
 
 const byId = id => document.getElementById(id);
 const ui = {
   unread: byId('unread-count'), unreadSummary: byId('unread-summary'),
+  bell: byId('bell'), unseen: byId('unseen-count'),
   connection: byId('connection'), account: byId('account'),
   signedInAs: byId('signed-in-as'), signout: byId('signout'), error: byId('error'),
   language: byId('language'),
   signin: byId('signin'), signinMessage: byId('signin-message'), tokenInput: byId('token-input'),
   center: byId('center'), filter: byId('category-filter'), markAll: byId('mark-all-read'),
+  views: byId('views'), tabs: [...document.querySelectorAll('#views [role="tab"]')], view: byId('view'),
   list: byId('notifications'), empty: byId('empty'), loadOlder: byId('load-older'),
   switchDialog: byId('switch-dialog'), switchText: byId('switch-text'),
   switchWarning: byId('switch-warning'), switchKeep: byId('switch-keep'),
@@ -52,6 +69,8 @@ let signinMessage = null;
 let connectionShown = { connection: 'closed', transport: null, relayed: false };
 /** A sign-in link waiting for the reader's answer: { token, sub, current } (current: the signed-in sub). */
 let offered = null;
+/** Whether the list is open (the bell toggles it); open and on screen, what it shows counts as seen. */
+let panelOpen = true;
 
 // ---------------------------------------------------------------- helpers
 
@@ -167,14 +186,16 @@ async function offerToken(token) {
 
 // ------------------------------------------------------------------- REST
 
-async function api(s, url, init = {}) {
+/** `init.json`: a body to send as JSON. Errors carry the answer's `status`. */
+async function api(s, url, { json, ...init } = {}) {
+  const headers = { Accept: 'application/json', Authorization: `Bearer ${s.token}` };
+  if (json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  }
   let res;
   try {
-    res = await fetch(url, {
-      ...init,
-      cache: 'no-store',
-      headers: { Accept: 'application/json', Authorization: `Bearer ${s.token}` },
-    });
+    res = await fetch(url, { ...init, cache: 'no-store', headers });
   } catch {
     throw new Error(t('unreachable'));
   }
@@ -182,7 +203,7 @@ async function api(s, url, init = {}) {
     signOut(s, 'expired');
     throw Object.assign(new Error('signed out'), { signedOut: true });
   }
-  if (!res.ok) throw new Error(await problemText(res));
+  if (!res.ok) throw Object.assign(new Error(await problemText(res)), { status: res.status });
   return res.status === 204 ? null : res.json();
 }
 
@@ -217,7 +238,7 @@ async function checkToken(s) {
 }
 
 function listUrl(s, before) {
-  const q = new URLSearchParams({ status: 'all', limit: String(PAGE_SIZE) });
+  const q = new URLSearchParams({ status: VIEWS[s.view].status, limit: String(PAGE_SIZE) });
   if (before != null) q.set('before', String(before));
   if (s.category) q.set('category', s.category);
   return `/v1/me/notifications?${q}`;
@@ -238,12 +259,16 @@ function startSession(token, claims = usableClaims(token)) {
     token,
     sub: claims.sub,
     exp: Number(claims.exp),
-    items: new Map(),      // id -> { n, li }
-    deleted: new Set(),    // ids deleted while the page is open (guards late "load older" pages)
+    items: new Map(),      // id -> { n, li }: what the current view shows
+    touched: new Map(),    // id -> seq of the last applied event about it (tells stale REST copies)
+    lastBulk: 0,           // seq of the last applied bulk event (read_all, archived_all, …)
     categories: new Set(),
     category: '',          // active filter, '' = all
+    view: 'inbox',         // a key of VIEWS
     lastSeq: 0,            // last applied seq = the resume point
-    unread: 0,
+    unread: 0,             // the user's counts, from the last event or list answer
+    unseen: 0,
+    seenUpTo: -1,          // up_to_seq of the last seen-all sent for this view
     nextBefore: null,
     ready: false,          // false while the list (re)loads; events wait in `pending`
     pending: [],
@@ -264,7 +289,7 @@ function startSession(token, claims = usableClaims(token)) {
   coordinate(s);
   reload(s);
   if (Number.isFinite(s.exp)) watchExpiry(s, s.exp * 1000 - Date.now() + 1000);
-  s.cleanups.push(() => { clearTimeout(s.expiryTimer); clearTimeout(s.countTimer); });
+  s.cleanups.push(() => { clearTimeout(s.expiryTimer); clearTimeout(s.seenTimer); });
 }
 
 /** `message`: the key of the text the sign-in form shows. */
@@ -577,21 +602,66 @@ function receive(s, ev) {
   apply(s, ev);
 }
 
+const nowIso = () => new Date().toISOString();
+
 function apply(s, ev) {
   if (ev.type === 'reset') { reload(s); return; }
   const seq = Number(ev.seq);
   if (!Number.isSafeInteger(seq) || seq <= s.lastSeq) return; // already applied (or reflected by REST)
   s.lastSeq = seq;
-  const d = ev.data || {};
+  const { counts, ...d } = ev.data || {};
+  if (typeof d.id === 'string') s.touched.set(d.id, seq);
   switch (ev.type) {
-    case 'notification': addNotification(s, d); break;
-    case 'read': setRead(s, d.id, d.read_at || new Date().toISOString()); break;
-    case 'unread': setRead(s, d.id, null); break;
-    case 'read_all': readAll(s, d); break;
-    case 'deleted': removeNotification(s, d.id); break;
-    default: break; // unknown types still advance the cursor
+    case 'notification':
+      if (d.id && !s.items.has(d.id)) place(s, d, 'newNotification');
+      break;
+    case 'updated':
+      if (d.id) place(s, d, 'updatedNotification');
+      break;
+    case 'read':
+      patch(s, d.id, n => { n.read_at = d.read_at || nowIso(); n.seen_at ??= n.read_at; });
+      break;
+    case 'unread': patch(s, d.id, n => { n.read_at = null; }); break;
+    case 'seen': patch(s, d.id, n => { n.seen_at = d.seen_at || nowIso(); }); break;
+    case 'action':
+      patch(s, d.id, n => {
+        n.action_taken = { id: d.action_id, at: d.at };
+        n.read_at = d.read_at || n.read_at || d.at;
+        n.seen_at ??= n.read_at;
+      });
+      break;
+    // The four below move a notification between views; one the view does
+    // not hold may now belong in it, and only the server has its fields.
+    case 'archived':
+      if (!patch(s, d.id, n => { n.archived_at = d.archived_at || nowIso(); }) && s.view === 'archived') fetchInto(s, d.id);
+      break;
+    case 'unarchived':
+      if (!patch(s, d.id, n => { n.archived_at = null; }) && s.view === 'inbox') fetchInto(s, d.id);
+      break;
+    case 'snoozed': patch(s, d.id, n => { n.snoozed_until = d.until; }); break;
+    case 'unsnoozed':
+      if (!patch(s, d.id, n => { n.snoozed_until = null; }) && s.view === 'inbox') fetchInto(s, d.id);
+      break;
+    case 'deleted':
+    case 'expired':
+      dropItem(s, d.id);
+      break;
+    case 'read_all':
+    case 'seen_all':
+    case 'archived_all':
+    case 'deleted_all':
+      s.lastBulk = seq;
+      bulk(s, ev.type, d);
+      break;
+    default: break; // unknown types (preferences, …) still advance the cursor
   }
+  setCounts(s, counts);
   renderMeta(s);
+}
+
+function setCounts(s, counts) {
+  if (Number.isSafeInteger(counts?.unread)) s.unread = counts.unread;
+  if (Number.isSafeInteger(counts?.unseen)) s.unseen = counts.unseen;
 }
 
 /** (Re)loads the first page. Its last_seq becomes the resume point; events newer than it are replayed on top. */
@@ -611,8 +681,12 @@ async function reload(s) {
   }
   ui.list.replaceChildren();
   s.items.clear();
+  s.touched.clear();
+  s.lastBulk = 0;
+  s.seenUpTo = -1;
   s.lastSeq = page.last_seq;
   s.unread = page.unread_count;
+  s.unseen = page.unseen_count ?? 0;
   s.nextBefore = page.next_before;
   for (const n of page.items) insertItem(s, n);
   s.ready = true;
@@ -623,6 +697,7 @@ async function reload(s) {
   }
   renderMeta(s);
   s.markLoaded();
+  wantSeen(s);
 }
 
 async function loadOlder(s) {
@@ -630,12 +705,22 @@ async function loadOlder(s) {
   const gen = s.loadGen;
   ui.loadOlder.disabled = true;
   try {
-    const page = await api(s, listUrl(s, s.nextBefore));
-    if (s.closed || gen !== s.loadGen) return; // the list was reloaded meanwhile
-    for (const n of page.items) {
-      if (!s.items.has(n.id) && !s.deleted.has(n.id)) insertItem(s, n);
+    let page;
+    // A bulk event applied after the page's snapshot changed notifications
+    // the page may hold, unknown which: ask again (a few times at most).
+    for (let attempt = 0; attempt < 3; attempt++) {
+      page = await api(s, listUrl(s, s.nextBefore));
+      if (s.closed || gen !== s.loadGen) return; // the list was reloaded meanwhile
+      if (s.lastBulk <= page.last_seq) break;
     }
+    if (s.lastBulk > page.last_seq) { reload(s); return; }
     s.nextBefore = page.next_before;
+    for (const n of page.items) {
+      if (s.items.has(n.id)) continue;
+      // Changed by an event newer than the page: the page's copy is stale.
+      if ((s.touched.get(n.id) ?? 0) > page.last_seq) fetchInto(s, n.id);
+      else insertItem(s, n);
+    }
     renderMeta(s);
   } catch (err) {
     if (!err.signedOut) showError(t('loadOlderFailed', { error: err.message }));
@@ -644,48 +729,86 @@ async function loadOlder(s) {
   }
 }
 
-/** True when every notification of the user is in the list, so unknown ids change nothing. */
-const complete = s => !s.category && s.nextBefore == null;
-
-function addNotification(s, n) {
-  if (!n.id || s.items.has(n.id) || s.deleted.has(n.id)) return;
-  if (!n.read_at) s.unread += 1; // the badge counts every category
-  if (s.category && n.category !== s.category) { noteCategory(s, n.category); return; }
-  insertItem(s, n);
-  ui.announce.textContent = t('newNotification', { title: n.title });
-}
-
-function setRead(s, id, readAt) {
-  const item = s.items.get(id);
-  if (!item) { if (!complete(s)) refreshCount(s); return; }
-  s.unread += Number(!readAt) - Number(!item.n.read_at);
-  item.n.read_at = readAt;
-  renderReadState(item);
-}
-
-function readAll(s, { up_to_seq: upTo, read_at: readAt }) {
-  let loadedUnread = 0;
-  let oldest = Infinity;
-  for (const item of s.items.values()) {
-    if (item.n.seq <= upTo && !item.n.read_at) {
-      item.n.read_at = readAt || new Date().toISOString();
-      renderReadState(item);
-    }
-    if (!item.n.read_at) loadedUnread += 1;
-    oldest = Math.min(oldest, item.n.seq);
+/**
+ * Shows `n` where it belongs: in its place by seq if the current view holds
+ * it (replacing an older copy in place), nowhere otherwise. `announce`: the
+ * message that tells screen readers about it.
+ */
+function place(s, n, announce = null) {
+  noteCategory(s, n.category);
+  const item = s.items.get(n.id);
+  const loaded = s.nextBefore == null || n.seq >= s.nextBefore; // older ones come with "load older"
+  if (!belongs(s, n) || !loaded) {
+    if (item) removeItem(s, item);
+    return;
   }
-  // Unloaded notifications are all older than the oldest loaded one; if that
-  // one is covered, they are all read now and the count is exact.
-  if (!s.category && (s.nextBefore == null || upTo >= oldest)) s.unread = loadedUnread;
-  else refreshCount(s);
+  if (item) replaceItem(item, n);
+  else insertItem(s, n);
+  if (announce) ui.announce.textContent = t(announce, { title: n.title });
+  if (!n.seen_at) wantSeen(s);
 }
 
-function removeNotification(s, id) {
-  s.deleted.add(id);
+const belongs = (s, n) => VIEWS[s.view].holds(n) && (!s.category || n.category === s.category);
+
+/** Changes the shown copy of a notification; false when the view does not show it. */
+function patch(s, id, change) {
   const item = s.items.get(id);
-  if (!item) { if (!complete(s)) refreshCount(s); return; }
-  if (!item.n.read_at) s.unread -= 1;
-  s.items.delete(id);
+  if (!item) return false;
+  change(item.n);
+  if (belongs(s, item.n)) renderItemState(item);
+  else removeItem(s, item);
+  return true;
+}
+
+/**
+ * Fetches one notification that may now belong in the view. Its answer is
+ * current as of some moment after the event that asked for it; if another
+ * event about it was applied while the request ran, that moment is unknown,
+ * so it asks again.
+ */
+async function fetchInto(s, id, attempt = 0) {
+  const gen = s.loadGen;
+  const asked = s.lastSeq;
+  let n;
+  try {
+    n = await api(s, `/v1/me/notifications/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (err.signedOut || s.closed || gen !== s.loadGen) return;
+    if (err.status !== 404) reload(s); // gone is fine; anything else: start from a fresh snapshot
+    return;
+  }
+  if (s.closed || gen !== s.loadGen) return;
+  if ((s.touched.get(id) ?? 0) > asked) {
+    if (attempt < 3) fetchInto(s, id, attempt + 1); else reload(s);
+    return;
+  }
+  place(s, n);
+  renderMeta(s);
+}
+
+function bulk(s, type, { up_to_seq: upTo, category = null, ...d }) {
+  const matches = n => n.seq <= upTo && (category == null || n.category === category);
+  for (const item of [...s.items.values()]) {
+    if (!matches(item.n)) continue;
+    const n = item.n;
+    if (type === 'deleted_all') { removeItem(s, item); continue; }
+    if (type === 'read_all') { n.read_at ??= d.read_at || nowIso(); n.seen_at ??= n.read_at; }
+    if (type === 'seen_all') n.seen_at ??= d.seen_at || nowIso();
+    if (type === 'archived_all') n.archived_at ??= d.archived_at || nowIso();
+    if (belongs(s, n)) renderItemState(item);
+    else removeItem(s, item);
+  }
+  // Which notifications just became archived is known only to the server.
+  if (type === 'archived_all' && s.view === 'archived') reload(s);
+}
+
+function dropItem(s, id) {
+  const item = s.items.get(id);
+  if (item) removeItem(s, item);
+}
+
+function removeItem(s, item) {
+  s.items.delete(item.n.id);
   // Keep keyboard focus in the list instead of dropping it to <body>.
   if (item.li.contains(document.activeElement)) {
     const neighbour = item.li.nextElementSibling || item.li.previousElementSibling;
@@ -695,23 +818,33 @@ function removeNotification(s, id) {
 }
 
 /**
- * The count cannot be derived from a partial list (an unknown id may or may
- * not have been unread), so ask the server, and trust only an answer taken at
- * exactly the seq we have applied; otherwise events are still under way.
+ * What the open list shows on screen counts as seen: when the list is opened,
+ * when the page becomes visible, after a load, and when an unseen
+ * notification appears in it. Only notifications the page has (up to its
+ * last applied seq) are marked, and only those of the category shown. A
+ * short delay lets a burst of arrivals go out as one request.
  */
-function refreshCount(s, attempt = 0) {
-  clearTimeout(s.countTimer);
-  s.countTimer = setTimeout(async () => {
-    let page;
-    try { page = await api(s, '/v1/me/notifications?status=unread&limit=1'); } catch { return; }
-    if (s.closed) return;
-    if (s.ready && page.last_seq === s.lastSeq) {
-      s.unread = page.unread_count;
-      renderMeta(s);
-    } else if (attempt < 10) {
-      refreshCount(s, attempt + 1);
-    }
-  }, 250 + attempt * 500);
+function wantSeen(s) {
+  clearTimeout(s.seenTimer);
+  s.seenTimer = setTimeout(() => seeAll(s), 150);
+}
+
+async function seeAll(s) {
+  if (s.closed || !s.ready || s.view !== 'inbox' || !panelOpen) return;
+  if (document.visibilityState !== 'visible') return;
+  // Nothing unseen, or already asked for everything we have: each request
+  // emits an event, so never send one that cannot change anything.
+  if (s.unseen <= 0 || s.lastSeq <= s.seenUpTo) return;
+  const upTo = s.lastSeq;
+  s.seenUpTo = upTo;
+  const json = { up_to_seq: upTo };
+  if (s.category) json.category = s.category;
+  try {
+    await api(s, '/v1/me/notifications/seen-all', { method: 'POST', json });
+  } catch {
+    // Not the reader's doing, so no error shown: the next chance tries again.
+    if (s.seenUpTo === upTo) s.seenUpTo = -1;
+  }
 }
 
 // -------------------------------------------------------------- rendering
@@ -725,6 +858,28 @@ function insertItem(s, n) {
   noteCategory(s, n.category);
 }
 
+/** A new copy of a shown notification (an update in place): same place, focus kept on the same control. */
+function replaceItem(item, n) {
+  const li = renderItem(n);
+  const focused = item.li.contains(document.activeElement) ? document.activeElement.className : null;
+  item.li.replaceWith(li);
+  item.n = n;
+  item.li = li;
+  if (focused) (li.getElementsByClassName(focused)[0] || li.querySelector('button'))?.focus();
+}
+
+/**
+ * An action's URL if it is an absolute http(s) URL, else null. The server
+ * accepts no other, but whatever reaches the page (a relayed event included)
+ * is checked again before it becomes a link.
+ */
+function safeUrl(raw) {
+  if (typeof raw !== 'string') return null;
+  let url;
+  try { url = new URL(raw); } catch { return null; } // relative or malformed
+  return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+}
+
 function renderItem(n) {
   const li = el('li', 'notification');
   li.dataset.id = n.id;
@@ -736,20 +891,48 @@ function renderItem(n) {
   if (n.category) head.append(el('span', 'category', n.category));
   content.append(head);
   if (n.body) content.append(el('p', 'body', n.body));
+  content.append(el('div', 'cta'));
   const time = el('time', 'time');
   time.dateTime = n.created_at;
   content.append(time);
 
   const actions = el('div', 'actions');
   const toggle = el('button', 'read-toggle');
+  const archive = el('button', 'archive-toggle');
   const del = el('button', 'delete');
-  toggle.type = del.type = 'button';
-  actions.append(toggle, del);
+  toggle.type = archive.type = del.type = 'button';
+  actions.append(toggle, archive);
+  // Snoozing hides a notification from the inbox; an archived one is hidden already.
+  if (!n.archived_at) actions.append(snoozeMenu());
+  actions.append(del);
 
   li.append(content, actions);
   renderItemTexts({ n, li });
   return li;
 }
+
+/** A disclosure with the snooze choices; the times are the reader's local ones. */
+function snoozeMenu() {
+  const menu = el('details', 'snooze');
+  const summary = el('summary', 'snooze-button');
+  const choices = el('div', 'snooze-menu');
+  for (const choice of Object.keys(SNOOZES)) {
+    const option = el('button', 'snooze-option');
+    option.type = 'button';
+    option.dataset.snooze = choice;
+    choices.append(option);
+  }
+  menu.append(summary, choices);
+  return menu;
+}
+
+/** When each snooze choice ends, from `now`: in an hour, tomorrow 9:00, next Monday 9:00. */
+const SNOOZES = {
+  hour: now => new Date(now.getTime() + 3600 * 1000),
+  tomorrow: now => new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 9),
+  week: now => new Date(now.getFullYear(), now.getMonth(), now.getDate() + ((8 - now.getDay()) % 7 || 7), 9),
+};
+const SNOOZE_TEXTS = { hour: 'snoozeHour', tomorrow: 'snoozeTomorrow', week: 'snoozeNextWeek' };
 
 /** The item's texts in the current language. */
 function renderItemTexts({ n, li }) {
@@ -760,25 +943,96 @@ function renderItemTexts({ n, li }) {
   const del = li.querySelector('.delete');
   del.textContent = t('delete');
   del.setAttribute('aria-label', t('deleteLabel', { title: n.title }));
-  renderReadState({ n, li });
+  const summary = li.querySelector('.snooze-button');
+  if (summary) {
+    summary.textContent = t('snooze');
+    summary.setAttribute('aria-label', t('snoozeLabel', { title: n.title }));
+    const nine = new Date();
+    nine.setHours(9, 0, 0, 0);
+    for (const option of li.querySelectorAll('.snooze-option')) {
+      option.textContent = t(SNOOZE_TEXTS[option.dataset.snooze], { time: clockTime(nine) });
+    }
+  }
+  renderItemState({ n, li });
 }
 
-function renderReadState({ n, li }) {
+/** The parts of an item that follow its state: read, archived, the action taken. */
+function renderItemState({ n, li }) {
   const unread = !n.read_at;
   li.classList.toggle('unread', unread);
   li.querySelector('.unread-flag').hidden = !unread;
   li.querySelector('.read-toggle').textContent = t(unread ? 'markRead' : 'markUnread');
+  const archive = li.querySelector('.archive-toggle');
+  archive.textContent = t(n.archived_at ? 'unarchive' : 'archive');
+  archive.setAttribute('aria-label', t(n.archived_at ? 'unarchiveLabel' : 'archiveLabel', { title: n.title }));
+  renderCta({ n, li });
+}
+
+/**
+ * The notification's own actions: a button each, or a link that opens in a
+ * new tab when the action has a safe URL; once one is taken, only its outcome.
+ */
+function renderCta({ n, li }) {
+  const cta = li.querySelector('.cta');
+  const actions = Array.isArray(n.actions) ? n.actions.filter(a => a && typeof a === 'object') : [];
+  const hadFocus = cta.contains(document.activeElement);
+  cta.hidden = actions.length === 0 && !n.action_taken;
+  if (n.action_taken) {
+    const chosen = actions.find(a => a.id === n.action_taken.id);
+    const outcome = el('p', 'outcome', t('actionTaken', { label: chosen?.label ?? n.action_taken.id }));
+    outcome.tabIndex = -1; // takes the focus from the button that disappears
+    cta.replaceChildren(outcome);
+    if (hadFocus) outcome.focus();
+    return;
+  }
+  cta.replaceChildren(...actions.map(action => {
+    const href = safeUrl(action.url);
+    let node;
+    if (href) {
+      node = el('a', 'cta-button', action.label);
+      node.href = href;
+      node.target = '_blank';
+      node.rel = 'noopener noreferrer';
+      node.append(el('span', 'visually-hidden', ` ${t('newTab')}`));
+    } else {
+      node = el('button', 'cta-button', action.label);
+      node.type = 'button';
+    }
+    node.dataset.action = String(action.id);
+    return node;
+  }));
 }
 
 function renderMeta(s) {
-  if (s.unread < 0) { s.unread = 0; refreshCount(s); } // drifted: clamp and recompute
   ui.unread.textContent = String(s.unread);
   ui.unread.classList.toggle('zero', s.unread === 0);
   ui.unreadSummary.textContent = count('unread', s.unread);
+  ui.unseen.textContent = String(s.unseen);
+  ui.unseen.classList.toggle('zero', s.unseen === 0);
+  const bell = count('bellLabel', s.unseen);
+  ui.bell.setAttribute('aria-label', bell);
+  ui.bell.title = bell;
   document.title = s.unread ? `(${s.unread}) Herald` : 'Herald';
   ui.empty.hidden = !s.ready || s.items.size > 0;
   ui.loadOlder.hidden = s.nextBefore == null;
   document.body.dataset.lastSeq = String(s.lastSeq);
+}
+
+/** The selected tab, and the texts that depend on the view. */
+function renderView(s) {
+  for (const tab of ui.tabs) {
+    const selected = tab.dataset.view === s.view;
+    tab.setAttribute('aria-selected', String(selected));
+    tab.tabIndex = selected ? 0 : -1; // arrow keys move between tabs
+    if (selected) ui.view.setAttribute('aria-labelledby', tab.id);
+  }
+  ui.empty.dataset.i18n = s.view === 'archived' ? 'emptyArchived' : 'empty';
+  ui.empty.textContent = t(ui.empty.dataset.i18n);
+}
+
+function renderPanel() {
+  ui.center.hidden = !S || !panelOpen;
+  ui.bell.setAttribute('aria-expanded', String(panelOpen));
 }
 
 function noteCategory(s, category) {
@@ -809,9 +1063,12 @@ function showConnection(connection, transport, relayed = false) {
 function showSignin(message = null) {
   ui.center.hidden = true;
   ui.account.hidden = true;
+  ui.bell.hidden = true;
   ui.list.replaceChildren();
   ui.unread.textContent = '0';
   ui.unread.classList.add('zero');
+  ui.unseen.textContent = '0';
+  ui.unseen.classList.add('zero');
   document.title = 'Herald';
   signinMessage = message;
   ui.signinMessage.textContent = message ? t(message) : '';
@@ -842,9 +1099,11 @@ function renderTexts() {
   const { connection, transport, relayed } = connectionShown;
   showConnection(connection, transport, relayed);
   ui.signinMessage.textContent = signinMessage ? t(signinMessage) : '';
+  ui.views.setAttribute('aria-label', t('views'));
   renderSwitch();
   if (S) {
     renderAccount(S);
+    renderView(S);
     for (const item of S.items.values()) renderItemTexts(item);
     renderMeta(S);
   }
@@ -861,7 +1120,10 @@ function showCenter(s) {
   ui.filter.replaceChildren(all);
   ui.empty.hidden = true;
   ui.loadOlder.hidden = true;
-  ui.center.hidden = false;
+  ui.bell.hidden = false;
+  renderView(s);
+  renderPanel();
+  renderMeta(s);
   document.body.dataset.lastSeq = '0';
 }
 
@@ -870,28 +1132,105 @@ function showCenter(s) {
 /**
  * Sends a change; the UI follows when its event arrives, only failures show
  * here. Buttons stay enabled: the event may beat the response, and repeating
- * a change is harmless.
+ * a change is harmless (actions are the exception, see takeAction). True when
+ * the server took it.
  */
-async function act(url, method, failure) {
+async function act(url, method, failure, json) {
   const s = S;
-  if (!s) return;
+  if (!s) return false;
   try {
-    await api(s, url, { method });
+    await api(s, url, { method, json });
+    return true;
   } catch (err) {
     if (!err.signedOut) showError(t(failure, { error: err.message }));
+    return false;
   }
 }
 
 ui.list.addEventListener('click', e => {
-  const button = e.target.closest('button');
-  const li = button?.closest('li.notification');
-  if (!li) return;
+  const control = e.target.closest('button, a');
+  const li = control?.closest('li.notification');
+  if (!li || !S) return;
+  const item = S.items.get(li.dataset.id);
   const base = `/v1/me/notifications/${encodeURIComponent(li.dataset.id)}`;
-  if (button.classList.contains('read-toggle')) {
+  const is = name => control.classList.contains(name);
+  if (is('read-toggle')) {
     const unread = li.classList.contains('unread');
     act(`${base}/${unread ? 'read' : 'unread'}`, 'POST', unread ? 'readFailed' : 'unreadFailed');
-  } else if (button.classList.contains('delete')) {
+  } else if (is('archive-toggle')) {
+    const archived = Boolean(item?.n.archived_at);
+    act(`${base}/${archived ? 'unarchive' : 'archive'}`, 'POST', archived ? 'unarchiveFailed' : 'archiveFailed');
+  } else if (is('snooze-option')) {
+    control.closest('details').open = false;
+    const until = SNOOZES[control.dataset.snooze](new Date());
+    act(`${base}/snooze`, 'POST', 'snoozeFailed', { until: until.toISOString() });
+  } else if (is('cta-button')) {
+    takeAction(li, `${base}/actions/${encodeURIComponent(control.dataset.action)}`);
+  } else if (is('delete')) {
     act(base, 'DELETE', 'deleteFailed');
+  }
+});
+
+/**
+ * Only the first action counts (a second one is refused), so the buttons are
+ * disabled while it is sent; the outcome replaces them when the `action`
+ * event arrives. A link opens its URL in a new tab as well (the browser's
+ * default, not prevented).
+ */
+async function takeAction(li, url) {
+  const buttons = [...li.querySelectorAll('button.cta-button')];
+  for (const button of buttons) button.disabled = true;
+  if (!(await act(url, 'POST', 'actionFailed'))) {
+    for (const button of buttons) button.disabled = false;
+  }
+}
+
+/** Switches between the inbox and the archive, each loaded afresh. */
+function showView(view) {
+  const s = S;
+  if (!s || s.view === view || !Object.hasOwn(VIEWS, view)) return;
+  s.view = view;
+  renderView(s);
+  reload(s);
+}
+
+ui.views.addEventListener('click', e => {
+  const tab = e.target.closest('[role="tab"]');
+  if (tab) showView(tab.dataset.view);
+});
+
+// Tabs pattern: arrow keys, Home and End move between the tabs and select.
+ui.views.addEventListener('keydown', e => {
+  const at = ui.tabs.indexOf(document.activeElement);
+  if (at < 0) return;
+  const to = { ArrowLeft: at - 1, ArrowRight: at + 1, Home: 0, End: ui.tabs.length - 1 }[e.key];
+  if (to === undefined) return;
+  e.preventDefault();
+  const tab = ui.tabs[(to + ui.tabs.length) % ui.tabs.length];
+  tab.focus();
+  showView(tab.dataset.view);
+});
+
+ui.bell.addEventListener('click', () => {
+  panelOpen = !panelOpen;
+  renderPanel();
+  if (S && panelOpen) wantSeen(S);
+});
+
+// Back to a tab that was in the background: what the open list shows is now seen.
+document.addEventListener('visibilitychange', () => { if (S) wantSeen(S); });
+
+// One snooze menu open at a time; a click elsewhere or Escape closes it.
+document.addEventListener('click', e => {
+  for (const menu of document.querySelectorAll('details.snooze[open]')) {
+    if (!menu.contains(e.target)) menu.open = false;
+  }
+});
+document.addEventListener('keydown', e => {
+  if (e.key !== 'Escape') return;
+  for (const menu of document.querySelectorAll('details.snooze[open]')) {
+    menu.open = false;
+    if (menu.contains(document.activeElement)) menu.querySelector('summary').focus();
   }
 });
 

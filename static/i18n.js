@@ -57,6 +57,27 @@ const MESSAGES = {
     switchWarning: 'Switch only if you expected this link: the notifications behind it belong to {next}, not to you.',
     switchKeep: 'Stay {current}',
     switchAccept: 'Switch to {next}',
+    bellLabel: { one: 'Notifications, {n} new', other: 'Notifications, {n} new' },
+    views: 'Lists',
+    inbox: 'Inbox',
+    archivedTab: 'Archived',
+    emptyArchived: 'No archived notifications.',
+    archive: 'Archive',
+    archiveLabel: 'Archive: {title}',
+    unarchive: 'Move to inbox',
+    unarchiveLabel: 'Move to inbox: {title}',
+    snooze: 'Snooze',
+    snoozeLabel: 'Snooze: {title}',
+    snoozeHour: 'For 1 hour',
+    snoozeTomorrow: 'Tomorrow, {time}',
+    snoozeNextWeek: 'Next Monday, {time}',
+    actionTaken: '✓ {label}',
+    newTab: '(opens in a new tab)',
+    updatedNotification: 'Updated notification: {title}',
+    actionFailed: 'Could not take the action: {error}',
+    archiveFailed: 'Could not archive: {error}',
+    unarchiveFailed: 'Could not move to the inbox: {error}',
+    snoozeFailed: 'Could not snooze: {error}',
   },
   'zh-CN': {
     language: '语言',
@@ -101,6 +122,27 @@ const MESSAGES = {
     switchWarning: '只有在你预期收到此链接时才切换：其中的通知属于 {next}，而不是你。',
     switchKeep: '继续使用 {current}',
     switchAccept: '切换到 {next}',
+    bellLabel: { other: '通知，{n} 条新通知' },
+    views: '列表',
+    inbox: '收件箱',
+    archivedTab: '已归档',
+    emptyArchived: '暂无已归档的通知。',
+    archive: '归档',
+    archiveLabel: '归档：{title}',
+    unarchive: '移回收件箱',
+    unarchiveLabel: '移回收件箱：{title}',
+    snooze: '稍后提醒',
+    snoozeLabel: '稍后提醒：{title}',
+    snoozeHour: '1 小时后',
+    snoozeTomorrow: '明天 {time}',
+    snoozeNextWeek: '下周一 {time}',
+    actionTaken: '✓ {label}',
+    newTab: '（在新标签页中打开）',
+    updatedNotification: '通知已更新：{title}',
+    actionFailed: '无法执行操作：{error}',
+    archiveFailed: '无法归档：{error}',
+    unarchiveFailed: '无法移回收件箱：{error}',
+    snoozeFailed: '无法设置稍后提醒：{error}',
   },
 };
 
@@ -182,6 +224,11 @@ export function relativeTime(iso, now = Date.now()) {
     if (-seconds >= size) return relative.format(Math.trunc(seconds / size), unit);
   }
   return relative.format(0, 'second');
+}
+
+/** A time of day, "9:00 AM" / "09:00". */
+export function clockTime(date) {
+  return date.toLocaleTimeString(lang, { hour: 'numeric', minute: '2-digit' });
 }
 
 export function fullTime(iso) {

@@ -190,6 +190,21 @@ impl Published {
             }
         }
     }
+    /// A request that carried `n` notifications (a batch).
+    pub fn record_many(&self, outcome: anyhow::Result<u64>, took_micros: u64) {
+        match outcome {
+            Ok(n) => {
+                self.accepted.fetch_add(n, Ordering::Relaxed);
+                self.latencies.lock().unwrap().push(took_micros);
+            }
+            Err(e) => {
+                if self.errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                    eprintln!("  publish error: {e:#}");
+                }
+            }
+        }
+    }
+
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench versus -- <scenario>... [--target herald|nchan|both] [--runs 3]
-//!     scenarios: idle throughput latency fanout replay broadcast scale all
+//!     scenarios: idle throughput bulk latency fanout replay broadcast scale all
 //!     options:   --streams N --users N --publishers N --seconds S --rate R
 //!                --hold S --instances N --missed N --out DIR
 //! ```
@@ -37,6 +37,9 @@ use servers::{Kind, Target};
 enum Scenario {
     Idle,
     Throughput,
+    /// Batches of 100 single-recipient notifications (Herald); nchan's
+    /// single publishes as the yardstick.
+    Bulk,
     Latency,
     Fanout,
     Replay,
@@ -44,10 +47,14 @@ enum Scenario {
     Scale,
 }
 
+/// Notifications per request in the bulk scenario.
+const BULK_BATCH: usize = 100;
+
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Self::Idle,
         Self::Throughput,
+        Self::Bulk,
         Self::Latency,
         Self::Fanout,
         Self::Replay,
@@ -58,6 +65,7 @@ impl Scenario {
         Some(match name {
             "idle" => Self::Idle,
             "throughput" => Self::Throughput,
+            "bulk" => Self::Bulk,
             "latency" => Self::Latency,
             "fanout" => Self::Fanout,
             "replay" => Self::Replay,
@@ -71,6 +79,7 @@ impl Scenario {
         match self {
             Self::Idle => "idle",
             Self::Throughput => "throughput",
+            Self::Bulk => "bulk",
             Self::Latency => "latency",
             Self::Fanout => "fanout",
             Self::Replay => "replay",
@@ -94,6 +103,7 @@ impl Scenario {
         match self {
             Self::Idle => ("RSS per idle stream, KiB", 1.0, false),
             Self::Throughput => ("publishes/s", 1.0, true),
+            Self::Bulk => ("notifications/s", 1.0, true),
             Self::Latency => ("publish→deliver p99, ms", 1e3, false),
             Self::Fanout => ("p99 until delivered, ms", 1e3, false),
             Self::Replay => ("until all caught up, s", 1.0, false),
@@ -127,6 +137,7 @@ impl Case {
             Scenario::Broadcast => format!("broadcast {}", self.users),
             Scenario::Scale => format!("scale {}×{}", self.instances, self.streams),
             Scenario::Throughput => format!("throughput {} pub", self.publishers),
+            Scenario::Bulk => format!("bulk {} pub ×{}", self.publishers, BULK_BATCH),
             Scenario::Latency => format!("latency {}/s", self.rate),
         }
     }
@@ -227,7 +238,9 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Plan>> {
     let smoke = !bench;
     if scenarios.is_empty() {
         if bench {
-            bail!("name a scenario: idle throughput latency fanout replay broadcast scale all");
+            bail!(
+                "name a scenario: idle throughput bulk latency fanout replay broadcast scale all"
+            );
         }
         scenarios.extend(Scenario::ALL);
         scenarios.push(Scenario::Scale);
@@ -350,6 +363,10 @@ async fn measure(case: &Case, kind: Kind, dir: &Path) -> anyhow::Result<Outcome>
     let mut target = Target::start(kind, 1, dir).await?;
     let outcome = match case.scenario {
         Scenario::Idle => scenarios::idle(&target, case.streams, case.hold).await,
+        Scenario::Bulk => {
+            let (users, publishers, seconds) = (case.users, case.publishers, case.seconds);
+            scenarios::bulk(&target, users, publishers, BULK_BATCH, seconds).await
+        }
         Scenario::Throughput => {
             scenarios::throughput(&target, case.users, case.publishers, case.seconds).await
         }

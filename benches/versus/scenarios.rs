@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Published, Tally, open_streams, unix_micros, wait_until};
 use crate::common::Percentiles;
-use crate::servers::Target;
+use crate::servers::{Kind, Target};
 
 /// Streams being set up at once while a scenario opens its streams (not in
 /// the replay storm, where everyone reconnects at once).
@@ -183,6 +183,79 @@ pub async fn throughput(
         tally.received(),
     );
     delivery["publishes_per_s"] = json!(rate);
+    delivery["publishers"] = json!(publishers);
+    delivery["errors"] = json!(published.errors());
+    delivery["publish"] = publish.json();
+    delivery["deliver"] = deliver.json();
+    delivery["primary"] = json!(rate);
+    complete(&delivery)?;
+    Ok(Outcome {
+        result: delivery,
+        deliver_samples: samples,
+    })
+}
+
+/// Bulk publishing: each publisher sends batches of `batch` single-recipient
+/// notifications (Herald's `POST /v1/notifications/batch`), closed loop. The
+/// figure is durable notifications per second, every one delivered live.
+/// nchan has no batch, so against it this is its single-publish loop: the
+/// rate to compare Herald's bulk rate with.
+pub async fn bulk(
+    target: &Target,
+    users: usize,
+    publishers: usize,
+    batch: usize,
+    seconds: f64,
+) -> anyhow::Result<Outcome> {
+    if target.kind == Kind::Nchan {
+        return throughput(target, users, publishers, seconds).await;
+    }
+    let users = Arc::new(Target::users(users));
+    target.prepare_users(&users).await?;
+    let tally = Arc::new(Tally::default());
+    let stop = CancellationToken::new();
+    open_live(target, &users, &tally, 0, &stop, false).await?;
+    let published = Arc::new(Published::default());
+    let next = Arc::new(AtomicUsize::new(0));
+    let publisher = target.publisher();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..publishers {
+        let (users, published, next) = (users.clone(), published.clone(), next.clone());
+        let publisher = publisher.clone();
+        tasks.push(async move {
+            while Instant::now() < deadline {
+                let first = next.fetch_add(batch, Ordering::Relaxed);
+                let chosen: Vec<&str> = (first..first + batch)
+                    .map(|i| users[i % users.len()].as_str())
+                    .collect();
+                let sent = Instant::now();
+                let outcome = publisher
+                    .publish_batch(&chosen, &json!({"t": unix_micros()}))
+                    .await;
+                published.record_many(outcome, sent.elapsed().as_micros() as u64);
+            }
+        });
+    }
+    futures_util::future::join_all(tasks).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let accepted = published.accepted();
+    let mut delivery = drained(&tally, accepted).await;
+    stop.cancel();
+    let rate = accepted as f64 / elapsed;
+    let publish = Percentiles::of(&mut published.latencies.lock().unwrap());
+    let mut samples = std::mem::take(&mut *tally.latencies.lock().unwrap());
+    let deliver = Percentiles::of(&mut samples);
+    println!(
+        "  {rate:.0} notifications/s in batches of {batch} ({accepted} in {elapsed:.1} s, {} errors); batch {}; deliver {}; {}/{accepted} delivered",
+        published.errors(),
+        publish.human(),
+        deliver.human(),
+        tally.received(),
+    );
+    delivery["notifications_per_s"] = json!(rate);
+    delivery["batch"] = json!(batch);
     delivery["publishers"] = json!(publishers);
     delivery["errors"] = json!(published.errors());
     delivery["publish"] = publish.json();

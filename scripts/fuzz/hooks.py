@@ -8,7 +8,7 @@ invalid) as it was generated, so every check still applies to it.
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, unquote
 
 import schemathesis
@@ -20,6 +20,11 @@ _INTEGER = re.compile(r"^\+?[0-9]+$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7E]{1,255}$")
 # A date-time's year and the rest of it.
 _YEAR_FIRST = re.compile(r"^([0-9]{4})(-.*)$", re.DOTALL)
+# A date-time's date and the rest of it (time, fraction, offset).
+_DATE_FIRST = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt].*)$", re.DOTALL)
+# The seq every bulk operation may name: scripts/fuzz/seed.py makes more
+# events than this before fuzzing starts, and a user's seq only grows.
+_SEEDED_SEQ = 40
 
 
 @schemathesis.hook
@@ -38,8 +43,21 @@ def before_call(context, case, kwargs):
         return
     if case.operation.path in ("/v1/notifications", "/v1/broadcasts"):
         _keep_expiry_in_range(case)
+        _distinct_action_ids(case)
         _one_idempotency_key_per_body(case)
+    if case.operation.path == "/v1/me/notifications/{id}/snooze":
+        _keep_snooze_in_range(case)
+    if case.operation.path in _BULK:
+        _up_to_seq_within_history(case)
     _user_ids_within_128_bytes(case)
+
+
+_BULK = (
+    "/v1/me/notifications/read-all",
+    "/v1/me/notifications/seen-all",
+    "/v1/me/notifications/archive-all",
+    "/v1/me/notifications/delete-all",
+)
 
 
 def _is_positive(case):
@@ -89,6 +107,70 @@ def _keep_expiry_in_range(case):
         year -= 400
     if year != drawn:
         body["expires_at"] = f"{year:04d}{match.group(2)}"
+
+
+def _keep_snooze_in_range(case):
+    """Moves the date of a snooze's `until` into the next 30 days.
+
+    `until` must be in the future and at most 30 days ahead (openapi.yaml
+    says so in words), while `format: date-time` draws any date. The date
+    alone becomes 2 to 28 days from today: the drawn time of day and offset
+    (less than a day either way) keep it inside the window, and the value
+    stays exactly as valid as it was drawn (seconds, fraction, offset and
+    letter case included).
+    """
+    body = case.body
+    if not isinstance(body, dict) or not isinstance(body.get("until"), str):
+        return
+    match = _DATE_FIRST.match(body["until"])
+    if match is None:
+        return
+    days = 2 + int(hashlib.sha256(body["until"].encode("utf-8", "surrogatepass")).hexdigest(), 16) % 27
+    date = (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%d")
+    body["until"] = f"{date}{match.group(1)}"
+
+
+def _up_to_seq_within_history(case):
+    """Keeps a bulk operation's `up_to_seq` at or below the user's seq.
+
+    An `up_to_seq` above the user's current seq answers 422 (a rule about
+    the state, which no schema can state). Larger values wrap into
+    0..`_SEEDED_SEQ`, a range every run has already reached. An integer
+    drawn as a float (`7.0`, which JSON Schema counts as the integer 7) is
+    written as the integer: the server reads integers without a fraction.
+    """
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    seq = body.get("up_to_seq")
+    if isinstance(seq, float) and seq.is_integer():
+        seq = int(seq)
+    if isinstance(seq, int) and not isinstance(seq, bool):
+        body["up_to_seq"] = seq % (_SEEDED_SEQ + 1) if seq > _SEEDED_SEQ else seq
+
+
+def _distinct_action_ids(case):
+    """Makes the ids of a publish's actions distinct.
+
+    Action ids must be unique within the list, which JSON Schema cannot say
+    of one member of objects that differ elsewhere. A repeated id gets its
+    position in place of its last character (or appended, within 64
+    characters), which keeps it 1–64 characters of `[A-Za-z0-9_.-]`.
+    """
+    body = case.body
+    if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
+        return
+    seen = set()
+    for i, action in enumerate(body["actions"]):
+        if not isinstance(action, dict) or not isinstance(action.get("id"), str):
+            continue
+        action_id = action["id"]
+        while action_id in seen:
+            action_id = (action_id if len(action_id) < 64 else action_id[:-1]) + str(i)
+            action_id = action_id[-64:]
+            i += 3
+        seen.add(action_id)
+        action["id"] = action_id
 
 
 def _one_idempotency_key_per_body(case):

@@ -2,16 +2,21 @@
 
 Usage: seed.py BASE_URL ADMIN_TOKEN USER
 
-Publishes notifications to USER, reads, unreads and deletes some of them
-(so the log holds every kind of event, for the streams and long-polls to
-replay), and starts a broadcast. Prints the ids it made as a TOML array,
-for the fuzzer's dictionary of path ids: random UUIDs would only ever find
-404s, never an existing notification to get, read, unread or delete.
+Publishes notifications to USER (some with actions, some updated in place
+by key), reads, unreads, sees, archives, snoozes, acts on and deletes some
+of them, runs each bulk operation once and lets one expire (so the log
+holds every kind of event, for the streams and long-polls to replay), and
+starts a broadcast. Prints the ids it made as a TOML array, for the
+fuzzer's dictionary of path ids: random UUIDs would only ever find 404s,
+never an existing notification to change. Half of the notifications have
+the actions `open` and `dismiss`, the fuzzer's dictionary of action ids.
 """
 
 import json
 import sys
+import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 
 base, token, user = sys.argv[1:4]
 
@@ -28,6 +33,14 @@ def call(method, path, body=None):
         return json.loads(text) if text else None
 
 
+def stamp(delta):
+    return (datetime.now(timezone.utc) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# One that expires in a moment: the server emits `expired` within 5 s.
+started = time.monotonic()
+call("POST", "/v1/notifications", {"recipients": [user], "title": "Seeded, expiring", "expires_at": stamp(timedelta(seconds=2))})
+until = stamp(timedelta(days=7))
 ids = []
 for i in range(40):
     created = call(
@@ -40,6 +53,13 @@ for i in range(40):
             "category": ["billing", "ops", "social"][i % 3],
             "data": {"n": i, "tags": ["a", "b"]} if i % 4 else None,
             "expires_at": "2999-01-01T00:00:00Z" if i % 5 == 0 else None,
+            "actions": [
+                {"id": "open", "label": "Open", "url": f"https://example.com/n/{i}"},
+                {"id": "dismiss", "label": "Dismiss"},
+            ]
+            if i % 2
+            else None,
+            "key": f"seeded-{i}" if i % 7 == 0 else None,
         },
     )
     ids.append(created["notifications"][0]["id"])
@@ -49,7 +69,22 @@ for id_ in ids[12:18]:
     call("POST", f"/v1/me/notifications/{id_}/read")
 call("POST", f"/v1/me/notifications/{ids[12]}/unread")
 call("DELETE", f"/v1/me/notifications/{ids[13]}")
+# An update in place by key (event `updated`), then the inbox operations.
+call("POST", "/v1/notifications", {"recipients": [user], "title": "Seeded update", "key": "seeded-7", "renotify": True})
+call("POST", f"/v1/me/notifications/{ids[20]}/seen")
+call("POST", f"/v1/me/notifications/{ids[21]}/archive")
+call("POST", f"/v1/me/notifications/{ids[22]}/archive")
+call("POST", f"/v1/me/notifications/{ids[22]}/unarchive")
+call("POST", f"/v1/me/notifications/{ids[24]}/snooze", {"until": until})
+call("POST", f"/v1/me/notifications/{ids[26]}/snooze", {"until": until})
+call("POST", f"/v1/me/notifications/{ids[26]}/unsnooze")
+call("POST", f"/v1/me/notifications/{ids[23]}/actions/open")
+call("POST", "/v1/me/notifications/seen-all", {"up_to_seq": 5})
+call("POST", "/v1/me/notifications/archive-all", {"category": "ops", "up_to_seq": 3})
+call("POST", "/v1/me/notifications/delete-all", {"category": "social", "up_to_seq": 6})
+call("POST", "/v1/me/notifications/read-all", {"category": "billing"})
 broadcast = call("POST", "/v1/broadcasts", {"title": "Seeded broadcast"})
+time.sleep(max(0.0, 8 - (time.monotonic() - started)))
 # The deleted one stays in the list: a known id that answers 404.
 ids.append(broadcast["id"])
 print(json.dumps(ids))

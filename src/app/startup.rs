@@ -21,7 +21,8 @@ use crate::http::{body_deadline, cors};
 use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
-use crate::jobs::{heartbeat, purge as retention, timers};
+use crate::inbox::schedules::Schedules;
+use crate::jobs::{heartbeat, purge as retention, schedules as schedule_loop, timers};
 use crate::live::Hub;
 use crate::live::listener::{self, ListenerConfig};
 use crate::live::log_reader::LogReader;
@@ -119,6 +120,7 @@ impl Application {
             shutdown.clone(),
         );
         let inbox = Inbox::new(pool.clone(), Arc::clone(&hub), &instance);
+        let schedules = Schedules::new(pool.clone());
         let mut background = vec![
             tokio::spawn(listener::run(
                 ListenerConfig {
@@ -139,6 +141,12 @@ impl Application {
             )),
             tokio::spawn(timers::run(
                 inbox.clone(),
+                settings.timers.clone(),
+                shutdown.clone(),
+            )),
+            tokio::spawn(schedule_loop::run(
+                schedules.clone(),
+                publisher.clone(),
                 settings.timers.clone(),
                 shutdown.clone(),
             )),
@@ -172,6 +180,7 @@ impl Application {
             instance,
             started_at,
             broadcaster,
+            schedules,
             publish_limit: PublishLimiter::new(
                 settings.publish.rate_per_sec,
                 settings.publish.burst,

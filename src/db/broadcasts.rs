@@ -14,6 +14,8 @@ pub struct Broadcast {
     /// Users reached so far.
     pub recipients: i64,
     pub created_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub created_by: String,
 }
 
 /// Everything the worker needs to send the next chunk.
@@ -30,6 +32,11 @@ pub struct Stored {
     pub actions: String,
     pub key: Option<String>,
     pub renotify: bool,
+    pub critical: bool,
+    /// A broadcast to the subscribers of these topics and the `named`
+    /// users, not to everyone.
+    pub topics: Option<Vec<String>>,
+    pub named: Option<Vec<String>>,
     pub created_by: String,
     pub cursor: Option<String>,
 }
@@ -46,6 +53,10 @@ pub struct New<'a> {
     pub actions: &'a str,
     pub key: Option<&'a str>,
     pub renotify: bool,
+    pub critical: bool,
+    /// `None`: every known user.
+    pub topics: Option<&'a [&'a str]>,
+    pub named: Option<&'a [&'a str]>,
     pub created_by: &'a str,
     pub created_at: DateTime<Utc>,
 }
@@ -53,9 +64,9 @@ pub struct New<'a> {
 pub async fn create(pool: &PgPool, b: &New<'_>) -> Result<Broadcast, sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO broadcasts (id, title, body, category, data, expires_at, created_by, created_at,
-                                 actions, key, renotify)
-         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11)
-         RETURNING id, status, recipients, created_at",
+                                 actions, key, renotify, critical, topics, named)
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14)
+         RETURNING id, status, recipients, created_at, created_by",
     )
     .bind(b.id)
     .bind(b.title)
@@ -68,21 +79,26 @@ pub async fn create(pool: &PgPool, b: &New<'_>) -> Result<Broadcast, sqlx::Error
     .bind(b.actions)
     .bind(b.key)
     .bind(b.renotify)
+    .bind(b.critical)
+    .bind(b.topics)
+    .bind(b.named)
     .fetch_one(pool)
     .await
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Broadcast>, sqlx::Error> {
-    sqlx::query_as("SELECT id, status, recipients, created_at FROM broadcasts WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(
+        "SELECT id, status, recipients, created_at, created_by FROM broadcasts WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn load(pool: &PgPool, id: Uuid) -> Result<Option<Stored>, sqlx::Error> {
     sqlx::query_as(
         "SELECT status, title, body, category, data::text AS data, expires_at,
-                actions::text AS actions, key, renotify, created_by, cursor
+                actions::text AS actions, key, renotify, critical, topics, named, created_by, cursor
          FROM broadcasts WHERE id = $1",
     )
     .bind(id)
@@ -131,6 +147,45 @@ pub async fn recipients_after(
     sqlx::query_scalar(
         "SELECT user_id FROM users WHERE user_id > COALESCE($1, '') ORDER BY user_id LIMIT $2",
     )
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The next `limit` users of a broadcast to topics after `cursor`: the
+/// `named` ones and the topics' subscribers, each once, by byte value; with
+/// the first listed topic each belongs to (none for a named one).
+pub async fn audience_after(
+    pool: &PgPool,
+    topics: &[String],
+    named: &[String],
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        r#"SELECT user_id, topic FROM (
+             SELECT DISTINCT ON (user_id) user_id, topic FROM (
+                 SELECT u COLLATE "C" AS user_id, NULL::text AS topic, 0::int8 AS pos
+                 FROM unnest($2::text[]) AS u
+                 WHERE u COLLATE "C" > COALESCE($3, '')
+                 UNION ALL
+                 -- Each topic's next users: the chunk is among them.
+                 SELECT s.user_id, t.topic, t.pos
+                 FROM unnest($1::text[]) WITH ORDINALITY AS t(topic, pos)
+                 CROSS JOIN LATERAL (
+                     SELECT user_id FROM topic_subscribers
+                     WHERE topic = t.topic AND user_id > COALESCE($3, '')
+                     ORDER BY user_id LIMIT $4
+                 ) AS s
+             ) AS a
+             ORDER BY user_id, pos
+         ) AS d
+         ORDER BY user_id
+         LIMIT $4"#,
+    )
+    .bind(topics)
+    .bind(named)
     .bind(cursor)
     .bind(limit)
     .fetch_all(pool)

@@ -7,10 +7,13 @@ pub mod events;
 pub mod idempotency;
 pub mod instances;
 pub mod notifications;
+pub mod preferences;
 pub mod publish;
 pub mod retention;
+pub mod schedules;
 pub mod stats;
 pub mod timers;
+pub mod topics;
 pub mod users;
 
 use std::time::Duration;

@@ -1,4 +1,9 @@
-//! Publishing: new notifications, and updates in place by `key`.
+//! Publishing: new notifications, and updates in place by `key`. Both
+//! apply the recipients' preferences in the statement that writes, after
+//! the recipients' rows are locked, so a notification that follows a
+//! user's `preferences` event obeys it.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -7,8 +12,8 @@ use uuid::Uuid;
 use super::notifications::{COLUMNS, unread_flag, unseen_flag};
 use crate::domain::event::{Counts, Notification};
 
-/// Rows of one publish batch. Content is passed once per request and joined
-/// by index, so a publish to 10,000 users does not send its body 10,000 times.
+/// Rows of one publish batch. Content is passed once per part and joined by
+/// index, so a publish to 10,000 users does not send its body 10,000 times.
 #[derive(Default)]
 pub struct NewRows<'a> {
     pub ids: Vec<Uuid>,
@@ -16,6 +21,8 @@ pub struct NewRows<'a> {
     pub users: Vec<&'a str>,
     /// 1-based index into the content arrays.
     pub content: Vec<i32>,
+    /// Per row: the topic it was sent through. Empty when no row has one.
+    pub topics: Vec<Option<&'a str>>,
     pub titles: Vec<&'a str>,
     pub bodies: Vec<Option<&'a str>>,
     pub categories: Vec<Option<&'a str>>,
@@ -25,13 +32,13 @@ pub struct NewRows<'a> {
     pub actions: Vec<Option<String>>,
     pub keys: Vec<Option<&'a str>>,
     pub renotify: Vec<bool>,
+    pub critical: Vec<bool>,
 }
 
-/// The distinct recipients of a batch: how many rows each gets, and which
-/// wake-up payload it goes in (`live::wakeup::split`).
+/// The distinct recipients of a batch and which wake-up payload each goes
+/// in (`live::wakeup::split`).
 pub struct Recipients<'a> {
     pub users: Vec<&'a str>,
-    pub counts: Vec<i64>,
     pub payloads: Vec<i32>,
 }
 
@@ -43,134 +50,178 @@ pub struct Reserved {
     pub counts: Counts,
 }
 
+/// What `publish_batch` did: each recipient's new position, and the rows
+/// (0-based) that were not written because their recipient turned the
+/// category off.
+#[derive(Debug, Default)]
+pub struct BatchWritten {
+    pub reserved: Vec<Reserved>,
+    pub skipped: Vec<usize>,
+}
+
+/// Whether a row (`r`, with `critical` and `category`) goes to its user
+/// (`l`, the user's row): not if the user turned its category off, unless
+/// it is critical.
+const WANTED: &str =
+    "(r.critical OR NOT coalesce(l.preferences -> r.category = 'false'::jsonb, false))";
+
 /// A batch without keys as one statement, so it costs one round trip (and,
 /// outside an explicit transaction, is its own transaction: one commit, one
 /// fsync):
 ///
-/// 1. reserves `counts[i]` seqs for `users[i]` by bumping the per-user
-///    counter (`db::users`), taking the rows in user order so concurrent
-///    batches cannot deadlock; the row locks are held until commit, so each
+/// 1. locks the recipients' rows in user order (so concurrent batches cannot
+///    deadlock) and reads their preferences as they are once locked; drops
+///    the rows whose recipient turned their category off;
+/// 2. reserves as many seqs per user as rows remain by bumping the per-user
+///    counter (`db::users`); the row locks are held until commit, so each
 ///    user's changes commit in seq order. The same update adds the new
 ///    notifications to the user's unread and unseen counts;
-/// 2. inserts the rows, a user's rows getting that user's reserved seqs in
+/// 3. inserts the rows, a user's rows getting that user's reserved seqs in
 ///    row order: `last_seq - count + 1 ..= last_seq`, each with the counts
 ///    just after it;
-/// 3. queues one NOTIFY per wake-up payload (`live::wakeup`), which
+/// 4. queues one NOTIFY per wake-up payload (`live::wakeup`), which
 ///    PostgreSQL delivers only if this commits.
-///
-/// Returns every user's new `last_seq` and counts.
 pub async fn publish_batch(
     conn: &mut PgConnection,
     rows: &NewRows<'_>,
     recipients: &Recipients<'_>,
     created_at: DateTime<Utc>,
     instance: &str,
-) -> Result<Vec<Reserved>, sqlx::Error> {
-    type Part = (Vec<String>, Vec<i64>, Vec<i64>, Vec<i64>);
-    let parts: Vec<Part> = sqlx::query_as(
-        r#"WITH reserved AS (
+) -> Result<BatchWritten, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            r#"WITH locked AS (
+             SELECT user_id, preferences FROM users WHERE user_id = ANY($1::text[])
+             ORDER BY user_id FOR UPDATE
+         ), c AS (
+             SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+                                  $15::text[], $16::bool[])
+                  WITH ORDINALITY AS c(title, body, category, data, expires_at, actions, critical, idx)
+         ), r AS (
+             SELECT r.id, r.user_id, r.content, r.topic, r.ord, c.category, c.critical
+             FROM unnest($4::uuid[], $5::text[], $6::int4[], $17::text[])
+                  WITH ORDINALITY AS r(id, user_id, content, topic, ord)
+             JOIN c ON c.idx = r.content
+         ), kept AS (
+             SELECT r.* FROM r LEFT JOIN locked l ON l.user_id = r.user_id WHERE {WANTED}
+         ), per_user AS (
+             SELECT user_id, count(*) AS n FROM kept GROUP BY user_id
+         ), reserved AS (
              INSERT INTO users (user_id, last_seq, unread, unseen)
-             SELECT u, n, n, n FROM unnest($1::text[], $2::int8[]) AS t(u, n) ORDER BY u
+             SELECT user_id, n, n, n FROM per_user ORDER BY user_id
              ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + EXCLUDED.last_seq,
                                                  unread = users.unread + EXCLUDED.unread,
                                                  unseen = users.unseen + EXCLUDED.unseen
              RETURNING user_id, last_seq, unread, unseen
          ), numbered AS (
-             SELECT r.id, r.user_id, r.content,
-                    row_number() OVER (PARTITION BY r.user_id ORDER BY r.ord) AS nth,
-                    count(*) OVER (PARTITION BY r.user_id) AS n
-             FROM unnest($4::uuid[], $5::text[], $6::int4[]) WITH ORDINALITY AS r(id, user_id, content, ord)
+             SELECT k.id, k.user_id, k.content, k.topic,
+                    row_number() OVER (PARTITION BY k.user_id ORDER BY k.ord) AS nth,
+                    count(*) OVER (PARTITION BY k.user_id) AS n
+             FROM kept k
          ), inserted AS (
              INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at,
-                                        expires_at, actions, counts_unread, counts_unseen)
+                                        expires_at, actions, topic, counts_unread, counts_unseen)
              SELECT r.id, r.user_id, w.last_seq - r.n + r.nth,
                     c.title, c.body, c.category, c.data::jsonb, $7, c.expires_at,
-                    coalesce(c.actions::jsonb, '[]'), w.unread - r.n + r.nth, w.unseen - r.n + r.nth
+                    coalesce(c.actions::jsonb, '[]'), r.topic,
+                    w.unread - r.n + r.nth, w.unseen - r.n + r.nth
              FROM numbered AS r
              JOIN reserved AS w ON w.user_id = r.user_id
-             JOIN unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $15::text[])
-                  WITH ORDINALITY AS c(title, body, category, data, expires_at, actions, idx)
-               ON c.idx = r.content
+             JOIN c ON c.idx = r.content
          ), payloads AS (
              SELECT array_agg(w.user_id) AS users, array_agg(w.last_seq) AS last_seqs,
                     array_agg(w.unread) AS unread, array_agg(w.unseen) AS unseen,
-                    '{"i":' || to_json($13::text)::text || ',"w":['
+                    '{{"i":' || to_json($13::text)::text || ',"w":['
                       || string_agg('[' || to_json(w.user_id)::text || ',' || w.last_seq || ']', ',')
-                      || ']}' AS payload
+                      || ']}}' AS payload
              FROM reserved AS w
              JOIN unnest($1::text[], $3::int4[]) AS p(u, part) ON p.u = w.user_id
              GROUP BY p.part
+         ), skipped AS (
+             SELECT array_agg(r.ord - 1) AS ords FROM r WHERE r.ord NOT IN (SELECT ord FROM kept)
          )
-         SELECT users, last_seqs, unread, unseen FROM payloads, pg_notify($14, payload)"#,
-    )
-    .bind(&recipients.users)
-    .bind(&recipients.counts)
-    .bind(&recipients.payloads)
-    .bind(&rows.ids)
-    .bind(&rows.users)
-    .bind(&rows.content)
-    .bind(created_at)
-    .bind(&rows.titles)
-    .bind(&rows.bodies)
-    .bind(&rows.categories)
-    .bind(&rows.data)
-    .bind(&rows.expires)
-    .bind(instance)
-    .bind(super::events::CHANNEL)
-    .bind(&rows.actions)
-    .fetch_all(conn)
-    .await?;
-    Ok(parts
-        .into_iter()
-        .flat_map(|(users, seqs, unread, unseen)| {
-            users
-                .into_iter()
-                .zip(seqs)
-                .zip(unread.into_iter().zip(unseen))
-                .map(|((user, last_seq), (unread, unseen))| Reserved {
-                    user,
-                    last_seq,
-                    counts: Counts { unread, unseen },
-                })
-        })
-        .collect())
+         SELECT users, last_seqs, unread, unseen, NULL::int8[] AS skipped
+         FROM payloads, pg_notify($14, payload)
+         UNION ALL
+         SELECT NULL, NULL, NULL, NULL, ords FROM skipped WHERE ords IS NOT NULL"#
+        )
+    });
+    type Part = (
+        Option<Vec<String>>,
+        Option<Vec<i64>>,
+        Option<Vec<i64>>,
+        Option<Vec<i64>>,
+        Option<Vec<i64>>,
+    );
+    let parts: Vec<Part> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(&recipients.users)
+        .bind(Vec::<i64>::new())
+        .bind(&recipients.payloads)
+        .bind(&rows.ids)
+        .bind(&rows.users)
+        .bind(&rows.content)
+        .bind(created_at)
+        .bind(&rows.titles)
+        .bind(&rows.bodies)
+        .bind(&rows.categories)
+        .bind(&rows.data)
+        .bind(&rows.expires)
+        .bind(instance)
+        .bind(super::events::CHANNEL)
+        .bind(&rows.actions)
+        .bind(&rows.critical)
+        .bind(&rows.topics)
+        .fetch_all(conn)
+        .await?;
+    let mut written = BatchWritten::default();
+    for (users, seqs, unread, unseen, skipped) in parts {
+        if let Some(skipped) = skipped {
+            written
+                .skipped
+                .extend(skipped.into_iter().map(|i| i as usize));
+            continue;
+        }
+        let fields = users.zip(seqs).zip(unread.zip(unseen));
+        let Some(((users, seqs), (unread, unseen))) = fields else {
+            continue;
+        };
+        for (i, user) in users.into_iter().enumerate() {
+            written.reserved.push(Reserved {
+                user,
+                last_seq: seqs[i],
+                counts: Counts {
+                    unread: unread[i],
+                    unseen: unseen[i],
+                },
+            });
+        }
+    }
+    written.skipped.sort_unstable();
+    Ok(written)
 }
 
-/// Step one of a batch with keys: reserves `counts[i]` seqs for `users[i]`,
-/// in user order, and so takes their row locks until commit. With the locks
-/// held, nothing else changes these users' notifications, so step two finds
-/// each key's notification reliably. Returns each user's new `last_seq` and
-/// counts before the batch.
-pub async fn reserve(
-    conn: &mut PgConnection,
-    users: &[&str],
-    counts: &[i64],
-) -> Result<Vec<Reserved>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "INSERT INTO users (user_id, last_seq)
-         SELECT u, n FROM unnest($1::text[], $2::int8[]) AS t(u, n) ORDER BY u
-         ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + EXCLUDED.last_seq
-         RETURNING user_id, last_seq, unread, unseen",
+/// Step one of a batch with keys: locks the recipients' rows in user order
+/// (creating those that do not exist yet), until commit. With the locks
+/// held, nothing else changes these users' notifications or preferences, so
+/// step two reads both as they are.
+pub async fn lock_users(conn: &mut PgConnection, users: &[&str]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (user_id) SELECT u FROM unnest($1::text[]) AS u ORDER BY u
+         ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq",
     )
     .bind(users)
-    .bind(counts)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(user, last_seq, unread, unseen)| Reserved {
-            user,
-            last_seq,
-            counts: Counts { unread, unseen },
-        })
-        .collect())
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// A row of a keyed batch as written: the notification after the batch,
 /// the seq of its event (`notification`, or `updated` when `updated`) and
-/// the user's counts just after that event.
+/// the user's counts just after that event. Rows skipped for preferences
+/// do not come back.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Written {
+    /// The row's index in the batch, from 1.
     pub ord: i64,
     pub updated: bool,
     pub event_seq: i64,
@@ -180,75 +231,76 @@ pub struct Written {
     pub notification: Notification,
 }
 
-/// Step two of a batch with keys, with the users locked by `reserve`: each
-/// row whose user already has a notification with its key (not expired)
-/// updates that one in place; the others are inserted. `seqs` are the
-/// rows' event seqs, `before` each user's counts before the batch. The
-/// counts of each event are the user's counts before the batch plus the
-/// running sum of the changes of the user's earlier rows; the users'
-/// counters move by the sums. One (user, key) appears at most once in a
-/// batch (`inbox::group_commit` defers repeats to the next one).
+/// Step two of a batch with keys, with the users locked by `lock_users`:
+/// drops the rows whose recipient turned their category off; each other row
+/// whose user already has a notification with its key (not expired)
+/// updates that one in place, the rest are inserted. Each row's event takes
+/// the user's next seq in row order; its counts are the user's counts
+/// before the batch plus the running sum of the changes of the user's rows
+/// up to it; the users' counters move by the sums. One (user, key) appears
+/// at most once in a batch (`inbox::group_commit` defers repeats to the
+/// next one).
 pub async fn write_keyed(
     conn: &mut PgConnection,
     rows: &NewRows<'_>,
-    seqs: &[i64],
-    before: &[Reserved],
     now: DateTime<Utc>,
 ) -> Result<Vec<Written>, sqlx::Error> {
-    let users: Vec<&str> = before.iter().map(|r| r.user.as_str()).collect();
-    let unread: Vec<i64> = before.iter().map(|r| r.counts.unread).collect();
-    let unseen: Vec<i64> = before.iter().map(|r| r.counts.unseen).collect();
-    let (old_unread, old_unseen) = (unread_flag("o."), unseen_flag("o."));
-    let n_columns = COLUMNS
-        .split(", ")
-        .map(|c| format!("n.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        r#"WITH r AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[])
-                  WITH ORDINALITY AS r(id, user_id, seq, content, ord)
-         ), c AS (
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let (old_unread, old_unseen) = (unread_flag("o."), unseen_flag("o."));
+        let n_columns = COLUMNS
+            .split(", ")
+            .map(|c| format!("n.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            r#"WITH c AS (
              SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[],
-                                  $10::text[], $11::text[], $12::bool[])
-                  WITH ORDINALITY AS c(title, body, category, data, expires_at, actions, key, renotify, idx)
+                                  $10::text[], $11::text[], $12::bool[], $14::bool[])
+                  WITH ORDINALITY AS c(title, body, category, data, expires_at, actions, key, renotify,
+                                       critical, idx)
+         ), r AS (
+             SELECT r.id, r.user_id, r.topic, r.ord, c.*
+             FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::text[])
+                  WITH ORDINALITY AS r(id, user_id, content, topic, ord)
+             JOIN c ON c.idx = r.content
+         ), kept AS (
+             SELECT r.*, l.last_seq + row_number() OVER (PARTITION BY r.user_id ORDER BY r.ord) AS seq
+             FROM r JOIN users l ON l.user_id = r.user_id
+             WHERE {WANTED}
          ), old AS (
              SELECT DISTINCT ON (n.user_id, n.key) n.user_id, n.key, n.id, n.read_at, n.seen_at,
                     n.archived_at, n.snoozed_until
-             FROM r JOIN c ON c.idx = r.content
-             JOIN notifications n ON n.user_id = r.user_id AND n.key = c.key
+             FROM kept k
+             JOIN notifications n ON n.user_id = k.user_id AND n.key = k.key
              WHERE n.expires_at IS NULL OR n.expires_at > $13
              ORDER BY n.user_id, n.key, n.seq DESC
          ), plan AS (
-             SELECT r.id, r.user_id, r.seq, r.ord, c.title, c.body, c.category, c.data, c.expires_at,
-                    c.actions, c.key, c.renotify, o.id AS old_id,
+             SELECT k.*, o.id AS old_id,
                     CASE WHEN o.id IS NULL THEN 1
-                         WHEN c.renotify THEN (o.snoozed_until IS NULL)::int4::int8 - {old_unread}
+                         WHEN k.renotify THEN (o.snoozed_until IS NULL)::int4::int8 - {old_unread}
                          ELSE 0 END AS du,
                     CASE WHEN o.id IS NULL THEN 1
-                         WHEN c.renotify THEN (o.snoozed_until IS NULL)::int4::int8 - {old_unseen}
+                         WHEN k.renotify THEN (o.snoozed_until IS NULL)::int4::int8 - {old_unseen}
                          ELSE 0 END AS dn
-             FROM r JOIN c ON c.idx = r.content
-             LEFT JOIN old o ON o.user_id = r.user_id AND o.key = c.key
+             FROM kept k
+             LEFT JOIN old o ON o.user_id = k.user_id AND o.key = k.key
          ), counted AS (
-             SELECT p.*, (b.unread + sum(p.du) OVER w)::int8 AS unread,
-                    (b.unseen + sum(p.dn) OVER w)::int8 AS unseen
-             FROM plan p
-             JOIN unnest($14::text[], $15::int8[], $16::int8[]) AS b(user_id, unread, unseen)
-               ON b.user_id = p.user_id
+             SELECT p.*, (l.unread + sum(p.du) OVER w)::int8 AS unread,
+                    (l.unseen + sum(p.dn) OVER w)::int8 AS unseen
+             FROM plan p JOIN users l ON l.user_id = p.user_id
              WINDOW w AS (PARTITION BY p.user_id ORDER BY p.seq)
          ), inserted AS (
              INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at,
-                                        expires_at, actions, key, counts_unread, counts_unseen)
+                                        expires_at, actions, key, topic, counts_unread, counts_unseen)
              SELECT id, user_id, seq, title, body, category, data::jsonb, $13, expires_at,
-                    coalesce(actions::jsonb, '[]'), key, unread, unseen
+                    coalesce(actions::jsonb, '[]'), key, topic, unread, unseen
              FROM counted WHERE old_id IS NULL
              RETURNING {COLUMNS}
          ), updated AS (
              UPDATE notifications n
              SET title = k.title, body = k.body, category = k.category, data = k.data::jsonb,
                  expires_at = k.expires_at, actions = coalesce(k.actions::jsonb, '[]'),
-                 updated_at = $13,
+                 topic = k.topic, updated_at = $13,
                  read_at = CASE WHEN k.renotify THEN NULL ELSE n.read_at END,
                  seen_at = CASE WHEN k.renotify THEN NULL ELSE n.seen_at END,
                  archived_at = CASE WHEN k.renotify THEN NULL ELSE n.archived_at END,
@@ -257,9 +309,10 @@ pub async fn write_keyed(
              WHERE k.old_id IS NOT NULL AND n.id = k.old_id
              RETURNING {n_columns}
          ), totals AS (
-             SELECT user_id, sum(du) AS du, sum(dn) AS dn FROM plan GROUP BY user_id
+             SELECT user_id, count(*) AS k, sum(du) AS du, sum(dn) AS dn FROM plan GROUP BY user_id
          ), moved AS (
-             UPDATE users u SET unread = u.unread + t.du, unseen = u.unseen + t.dn
+             UPDATE users u SET last_seq = u.last_seq + t.k, unread = u.unread + t.du,
+                                unseen = u.unseen + t.dn
              FROM totals t WHERE u.user_id = t.user_id
          )
          SELECT k.ord, k.old_id IS NOT NULL AS updated, k.seq AS event_seq, k.unread, k.unseen, w.*
@@ -267,23 +320,23 @@ pub async fn write_keyed(
          JOIN (SELECT * FROM inserted UNION ALL SELECT * FROM updated) AS w
            ON w.id = coalesce(k.old_id, k.id)
          ORDER BY k.ord"#
-    )))
-    .bind(&rows.ids)
-    .bind(&rows.users)
-    .bind(seqs)
-    .bind(&rows.content)
-    .bind(&rows.titles)
-    .bind(&rows.bodies)
-    .bind(&rows.categories)
-    .bind(&rows.data)
-    .bind(&rows.expires)
-    .bind(&rows.actions)
-    .bind(&rows.keys)
-    .bind(&rows.renotify)
-    .bind(now)
-    .bind(&users)
-    .bind(&unread)
-    .bind(&unseen)
-    .fetch_all(conn)
-    .await
+        )
+    });
+    sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(&rows.ids)
+        .bind(&rows.users)
+        .bind(&rows.content)
+        .bind(&rows.topics)
+        .bind(&rows.titles)
+        .bind(&rows.bodies)
+        .bind(&rows.categories)
+        .bind(&rows.data)
+        .bind(&rows.expires)
+        .bind(&rows.actions)
+        .bind(&rows.keys)
+        .bind(&rows.renotify)
+        .bind(now)
+        .bind(&rows.critical)
+        .fetch_all(conn)
+        .await
 }

@@ -30,6 +30,8 @@ pub enum EventKind {
     SeenAll,
     ArchivedAll,
     DeletedAll,
+    /// The user's preferences changed; data is the whole document.
+    Preferences,
     /// Not in the log: what a client gets instead of its events when its
     /// resume point is unusable (see [`Event::reset`]).
     Reset,
@@ -54,12 +56,13 @@ impl EventKind {
             Self::SeenAll => "seen_all",
             Self::ArchivedAll => "archived_all",
             Self::DeletedAll => "deleted_all",
+            Self::Preferences => "preferences",
             Self::Reset => "reset",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        const KINDS: [EventKind; 16] = [
+        const KINDS: [EventKind; 17] = [
             EventKind::Notification,
             EventKind::Updated,
             EventKind::Read,
@@ -76,6 +79,7 @@ impl EventKind {
             EventKind::SeenAll,
             EventKind::ArchivedAll,
             EventKind::DeletedAll,
+            EventKind::Preferences,
         ];
         KINDS.into_iter().find(|k| k.as_str() == s)
     }

@@ -9,10 +9,12 @@ mod content;
 mod cursor;
 pub mod event;
 mod time;
+mod topic;
 mod user_id;
 
 pub use action::{Action, ActionId, Actions, NotificationKey};
 pub use content::{Body, Category, NotificationData, Title};
 pub use cursor::ResumePoint;
 pub use time::now_micros;
+pub use topic::TopicName;
 pub use user_id::UserId;

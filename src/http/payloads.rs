@@ -1,13 +1,15 @@
 //! Request bodies that more than one route takes, parsed into the engine's
 //! types: a publish and a broadcast share the notification content.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::domain::{Action, Actions, Body, Category, NotificationData, NotificationKey, Title};
+use crate::domain::{
+    Action, Actions, Body, Category, NotificationData, NotificationKey, Title, TopicName,
+};
 use crate::http::error::ApiError;
-use crate::inbox::group_commit::Content;
+use crate::inbox::publishing::Content;
 
 /// The body of a publish, and (without `recipients`) of a broadcast.
 #[derive(Deserialize)]
@@ -34,6 +36,12 @@ pub struct NotificationBody {
     key: Option<String>,
     #[serde(default)]
     renotify: Option<bool>,
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    #[serde(default)]
+    critical: Option<bool>,
+    #[serde(default)]
+    pub deliver_at: Option<String>,
 }
 
 /// One of `actions`.
@@ -55,9 +63,62 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// The most topics one publish may name.
+pub const MAX_TOPICS: usize = 10;
+
+/// How far ahead a publish may be scheduled.
+pub const MAX_SCHEDULE_DAYS: i64 = 365;
+
 impl NotificationBody {
-    /// The notification content, validated.
+    /// `topics`, checked: 1–10 valid names when present.
+    pub fn topics(&mut self) -> Result<Vec<TopicName>, ApiError> {
+        let Some(raw) = self.topics.take() else {
+            return Ok(Vec::new());
+        };
+        if raw.is_empty() || raw.len() > MAX_TOPICS {
+            return Err(ApiError::Unprocessable(format!(
+                "topics must list 1 to {MAX_TOPICS} topic names"
+            )));
+        }
+        let mut topics: Vec<TopicName> = Vec::with_capacity(raw.len());
+        for (i, name) in raw.iter().enumerate() {
+            let topic = TopicName::parse(name)
+                .map_err(|e| ApiError::Unprocessable(format!("topics[{i}]: {e}")))?;
+            // A repeated topic adds nobody.
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        Ok(topics)
+    }
+
+    /// `deliver_at`, checked: `Some` only when it is in the future (at most
+    /// 365 days ahead); one in the past or now means at once.
+    pub fn deliver_at(&mut self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(raw) = self.deliver_at.take() else {
+            return Ok(None);
+        };
+        let t = DateTime::parse_from_rfc3339(&raw)
+            .map_err(|e| {
+                ApiError::Unprocessable(format!("deliver_at must be an RFC 3339 date-time: {e}"))
+            })?
+            .with_timezone(&Utc);
+        let now = Utc::now();
+        if t > now + chrono::Duration::days(MAX_SCHEDULE_DAYS) {
+            return Err(ApiError::Unprocessable(format!(
+                "deliver_at must be at most {MAX_SCHEDULE_DAYS} days ahead"
+            )));
+        }
+        Ok((t > now).then(|| t.trunc_subsecs(6)))
+    }
+
+    /// The notification content, validated: `expires_at` must lie after
+    /// `not_before` (now, or when a schedule delivers it).
     pub fn content(self) -> Result<Content, ApiError> {
+        self.content_after(Utc::now())
+    }
+
+    pub fn content_after(self, not_before: DateTime<Utc>) -> Result<Content, ApiError> {
         let invalid = ApiError::Unprocessable;
         let expires_at = match self.expires_at {
             None => None,
@@ -65,8 +126,12 @@ impl NotificationBody {
                 let t = DateTime::parse_from_rfc3339(&raw)
                     .map_err(|e| invalid(format!("expires_at must be an RFC 3339 date-time: {e}")))?
                     .with_timezone(&Utc);
-                if t <= Utc::now() {
-                    return Err(invalid("expires_at must be in the future".into()));
+                if t <= not_before {
+                    return Err(invalid(if not_before > Utc::now() {
+                        "expires_at must be after deliver_at".into()
+                    } else {
+                        "expires_at must be in the future".into()
+                    }));
                 }
                 // Later ones cannot be written back as RFC 3339 (the year
                 // would need five digits).
@@ -100,6 +165,7 @@ impl NotificationBody {
             ));
         }
         Ok(Content {
+            critical: self.critical.unwrap_or(false),
             actions: Actions::parse(actions).map_err(invalid)?,
             key,
             renotify,
@@ -144,13 +210,15 @@ fn data(raw: &RawValue) -> Result<Option<NotificationData>, ApiError> {
 /// the JSON extractor answers: a value that cannot be represented (a number
 /// out of range) is malformed JSON, anything else wrong is invalid content.
 pub fn notification_body(text: &str) -> Result<NotificationBody, ApiError> {
-    serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            ApiError::Unprocessable(e.to_string())
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        }
-    })
+    serde_json::from_str(text)
+        .map(|Object(body)| body)
+        .map_err(|e| {
+            if e.is_data() {
+                ApiError::Unprocessable(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })
 }
 
 /// Bodies larger than this are decoded on the blocking pool. Decoding and
@@ -219,11 +287,36 @@ pub fn optional_json<T: serde::de::DeserializeOwned>(
             "the body must be sent as `Content-Type: application/json`".into(),
         ));
     }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        if e.is_data() {
-            ApiError::Unprocessable(e.to_string())
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+    serde_json::from_slice(body)
+        .map(|Object(t)| Some(t))
+        .map_err(|e| {
+            if e.is_data() {
+                ApiError::Unprocessable(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })
+}
+
+/// A request body that must be a JSON object. serde reads a struct from an
+/// array too, member by member in order (`[["u"], "title"]` would be a
+/// publish); wrapped in this, anything but an object is invalid content.
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Members<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
         }
-    })
+        deserializer
+            .deserialize_map(Members(std::marker::PhantomData))
+            .map(Object)
+    }
 }

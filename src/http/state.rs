@@ -10,6 +10,7 @@ use crate::http::readiness::Readiness;
 use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
+use crate::inbox::schedules::Schedules;
 use crate::live::Hub;
 use crate::live::subscription::Subscriptions;
 use crate::settings::Settings;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// Wakes the broadcast worker when a broadcast is created.
     pub broadcaster: Broadcaster,
+    /// Scheduled publishes.
+    pub schedules: Schedules,
     pub publish_limit: PublishLimiter,
     /// `/readyz` checks, one at a time.
     pub readiness: Readiness,

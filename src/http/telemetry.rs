@@ -53,6 +53,9 @@ fn register_series() {
         metrics::counter!("herald_slow_client_disconnects_total", "transport" => transport)
             .increment(0);
     }
+    for kind in ["unsnoozed", "expired"] {
+        metrics::counter!("herald_timer_events_total", "kind" => kind).increment(0);
+    }
     for name in [
         "herald_replayed_events_total",
         "herald_resets_total",

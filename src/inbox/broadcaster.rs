@@ -24,10 +24,12 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::domain::{
-    Actions, Body, Category, NotificationData, NotificationKey, Title, UserId, now_micros,
+    Actions, Body, Category, NotificationData, NotificationKey, Title, TopicName, UserId,
+    now_micros,
 };
 use crate::inbox::InboxError;
-use crate::inbox::group_commit::{BroadcastChunk, Content, GroupCommit, PublishRequest};
+use crate::inbox::group_commit::GroupCommit;
+use crate::inbox::publishing::{BroadcastChunk, Content, Part, PublishRequest};
 
 /// How often unfinished broadcasts are looked for when nothing wakes the
 /// worker (another instance's broadcast, or one a dead instance left).
@@ -65,6 +67,30 @@ impl Broadcaster {
         content: &Content,
         created_by: &UserId,
     ) -> Result<db::broadcasts::Broadcast, InboxError> {
+        self.create_for(content, created_by, None).await
+    }
+
+    /// Stores a broadcast to the subscribers of `topics` and the `named`
+    /// users (a publish too large for one transaction).
+    pub async fn create_for_topics(
+        &self,
+        content: &Content,
+        created_by: &UserId,
+        topics: &[TopicName],
+        named: &[UserId],
+    ) -> Result<db::broadcasts::Broadcast, InboxError> {
+        let topics: Vec<&str> = topics.iter().map(TopicName::as_str).collect();
+        let named: Vec<&str> = named.iter().map(UserId::as_str).collect();
+        self.create_for(content, created_by, Some((&topics, &named)))
+            .await
+    }
+
+    async fn create_for(
+        &self,
+        content: &Content,
+        created_by: &UserId,
+        targets: Option<(&[&str], &[&str])>,
+    ) -> Result<db::broadcasts::Broadcast, InboxError> {
         let broadcast = db::broadcasts::create(
             &self.pool,
             &db::broadcasts::New {
@@ -77,6 +103,9 @@ impl Broadcaster {
                 actions: &content.actions.to_json(),
                 key: content.key.as_ref().map(NotificationKey::as_str),
                 renotify: content.renotify,
+                critical: content.critical,
+                topics: targets.map(|(t, _)| t),
+                named: targets.map(|(_, n)| n),
                 created_by: created_by.as_str(),
                 created_at: now_micros(),
             },
@@ -159,28 +188,63 @@ impl BroadcastWorker {
         tracing::info!(broadcast = %id, resume_after = ?stored.cursor, "broadcast running");
         let publisher = UserId::parse(&stored.created_by).map_err(anyhow::Error::msg)?;
         let mut cursor = stored.cursor.clone();
+        let targets = stored.topics.clone().map(|topics| {
+            let named = stored.named.clone().unwrap_or_default();
+            (topics, named)
+        });
         let content = content_of(stored)?;
         loop {
-            let users =
-                db::broadcasts::recipients_after(&self.pool, cursor.as_deref(), self.chunk).await?;
+            let (users, via) = match &targets {
+                None => {
+                    let users =
+                        db::broadcasts::recipients_after(&self.pool, cursor.as_deref(), self.chunk)
+                            .await?;
+                    (users, Vec::new())
+                }
+                Some((topics, named)) => {
+                    let audience = db::broadcasts::audience_after(
+                        &self.pool,
+                        topics,
+                        named,
+                        cursor.as_deref(),
+                        self.chunk,
+                    )
+                    .await?;
+                    let via = audience
+                        .iter()
+                        .map(|(_, t)| t.as_deref().and_then(|t| TopicName::parse(t).ok()))
+                        .collect();
+                    (audience.into_iter().map(|(u, _)| u).collect(), via)
+                }
+            };
             let Some(last) = users.last().cloned() else {
                 if db::broadcasts::finish(&self.pool, id, cursor.as_deref()).await? {
                     tracing::info!(broadcast = %id, "broadcast done");
                 }
                 return Ok(());
             };
-            let recipients = users.iter().filter_map(|u| UserId::parse(u).ok()).collect();
+            let (recipients, via): (Vec<UserId>, Vec<Option<TopicName>>) = users
+                .iter()
+                .zip(via.into_iter().chain(std::iter::repeat(None)))
+                .filter_map(|(u, t)| UserId::parse(u).ok().map(|u| (u, t)))
+                .unzip();
+            let via = if targets.is_some() { via } else { Vec::new() };
             self.publisher
                 .publish(PublishRequest {
-                    publisher: publisher.clone(),
-                    idempotency: None,
-                    recipients,
-                    content: content.clone(),
                     broadcast: Some(BroadcastChunk {
                         id,
                         from: cursor.clone(),
                         to: last.clone(),
                     }),
+                    ..PublishRequest::single(
+                        publisher.clone(),
+                        Part {
+                            recipients,
+                            via,
+                            topics: Vec::new(),
+                            content: content.clone(),
+                        },
+                    )
                 })
                 .await?;
             cursor = Some(last);
@@ -217,5 +281,6 @@ fn content_of(b: db::broadcasts::Stored) -> anyhow::Result<Content> {
             .transpose()
             .map_err(anyhow::Error::msg)?,
         renotify: b.renotify,
+        critical: b.critical,
     })
 }

@@ -86,7 +86,7 @@ pub enum BulkOp {
 /// Appends the event (its data with the counts after it), wakes other
 /// instances and commits; then wakes this process's connections with the
 /// event itself.
-async fn commit_change(
+pub(super) async fn commit_change(
     inbox: &Inbox,
     mut tx: Transaction<'_, Postgres>,
     user: &UserId,

@@ -12,95 +12,23 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::db;
-use crate::db::publish::{NewRows, Recipients, Reserved};
-use crate::domain::event::{Counts, Event, EventKind, Notification};
-use crate::domain::{
-    Actions, Body, Category, NotificationData, NotificationKey, Title, UserId, now_micros,
-};
+use crate::domain::{NotificationKey, TopicName, UserId, now_micros};
 use crate::inbox::InboxError;
-use crate::live::{Hub, wakeup};
+use crate::inbox::batch_write::{BatchWriter, Unit};
+pub use crate::inbox::publishing::{
+    BroadcastChunk, Content, IdempotencyKey, Part, PublishRequest, Published, PublishedItem,
+    SkipReason, Skipped,
+};
+use crate::live::Hub;
 use crate::settings::PublishSettings;
 
-#[derive(Debug, Clone)]
-pub struct Content {
-    pub title: Title,
-    pub body: Option<Body>,
-    pub category: Option<Category>,
-    pub data: Option<NotificationData>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub actions: Actions,
-    /// Update the recipient's notification with this key in place, if any.
-    pub key: Option<NotificationKey>,
-    /// An update in place also makes it unread, unseen and unarchived again.
-    pub renotify: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey {
-    pub key: String,
-    /// SHA-256 of the request, to tell a retry from a different request.
-    pub request_hash: Vec<u8>,
-}
-
-impl IdempotencyKey {
-    pub fn new(key: String, canonical_request: &[u8]) -> Self {
-        Self {
-            key,
-            request_hash: Sha256::digest(canonical_request).to_vec(),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct PublishRequest {
-    /// The publishing token's subject: idempotency keys are scoped to it.
-    pub publisher: UserId,
-    pub idempotency: Option<IdempotencyKey>,
-    /// Distinct recipients, in the order given.
-    pub recipients: Vec<UserId>,
-    pub content: Content,
-    /// Set when this request is one chunk of a broadcast.
-    pub broadcast: Option<BroadcastChunk>,
-}
-
-/// A broadcast's progress, recorded in the transaction that commits the
-/// chunk's notifications: the chunk and the move of the broadcast's cursor
-/// commit together or not at all, so a crash never repeats or skips a chunk.
-#[derive(Debug, Clone)]
-pub struct BroadcastChunk {
-    pub id: Uuid,
-    /// The broadcast's cursor before this chunk (`None`: nothing sent yet).
-    pub from: Option<String>,
-    /// The last user id of this chunk: the cursor after it.
-    pub to: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub notifications: Vec<PublishedItem>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishedItem {
-    pub id: Uuid,
-    pub user_id: String,
-    /// The seq of its event: `notification`, or `updated` for an update in
-    /// place (the notification keeps its first seq).
-    pub seq: i64,
-    /// Present, and true, for an update in place by `key`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub updated: bool,
-}
-
-type Reply = oneshot::Sender<Result<Published, InboxError>>;
+type Answer = Result<Vec<Published>, InboxError>;
+type Reply = oneshot::Sender<Answer>;
 
 struct Job {
     request: PublishRequest,
@@ -117,8 +45,7 @@ pub struct GroupCommit {
 
 struct CommitWorker {
     pool: PgPool,
-    hub: Arc<Hub>,
-    instance: String,
+    writer: BatchWriter,
     settings: PublishSettings,
 }
 
@@ -128,8 +55,7 @@ impl GroupCommit {
         let rx = Arc::new(Mutex::new(rx));
         let worker = Arc::new(CommitWorker {
             pool,
-            hub,
-            instance,
+            writer: BatchWriter { hub, instance },
             settings,
         });
         for _ in 0..worker.settings.workers {
@@ -138,7 +64,8 @@ impl GroupCommit {
         Self { queue }
     }
 
-    pub async fn publish(&self, request: PublishRequest) -> Result<Published, InboxError> {
+    /// Commits a request (all of its parts, or none) and answers each part.
+    pub async fn publish(&self, request: PublishRequest) -> Answer {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job {
@@ -152,10 +79,67 @@ impl GroupCommit {
     }
 }
 
+/// What a batch must not hold twice: an idempotency key (a retry waits for
+/// the first answer to commit) and an update of one user's key (the update
+/// finds the notification as it was before the batch). A part with topics
+/// and a key may reach anyone, so it conflicts with every use of its key.
+#[derive(Default)]
+struct Conflicts {
+    idempotency: HashSet<(UserId, String)>,
+    updates: HashSet<(UserId, NotificationKey)>,
+    keys: HashSet<NotificationKey>,
+    open_keys: HashSet<NotificationKey>,
+}
+
+impl Conflicts {
+    /// Takes the request's claims if none conflicts; `false` otherwise.
+    fn admit(&mut self, r: &PublishRequest) -> bool {
+        let idempotency = r
+            .idempotency
+            .as_ref()
+            .map(|k| (r.publisher.clone(), k.key.clone()));
+        if idempotency
+            .as_ref()
+            .is_some_and(|k| self.idempotency.contains(k))
+        {
+            return false;
+        }
+        let mut updates = Vec::new();
+        let mut open = Vec::new();
+        for part in &r.parts {
+            let Some(key) = &part.content.key else {
+                continue;
+            };
+            if self.open_keys.contains(key) || (!part.topics.is_empty() && self.keys.contains(key))
+            {
+                return false;
+            }
+            if !part.topics.is_empty() {
+                open.push(key.clone());
+            }
+            for user in &part.recipients {
+                let pair = (user.clone(), key.clone());
+                if self.updates.contains(&pair) {
+                    return false;
+                }
+                updates.push(pair);
+            }
+        }
+        self.idempotency.extend(idempotency);
+        for (user, key) in updates {
+            self.keys.insert(key.clone());
+            self.updates.insert((user, key));
+        }
+        self.keys.extend(open.iter().cloned());
+        self.open_keys.extend(open);
+        true
+    }
+}
+
 impl CommitWorker {
     async fn run(self: Arc<Self>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
-        // Requests that reuse an idempotency key already in the batch wait
-        // for the next one, where they find the first answer committed.
+        // Requests that conflict with one already in the batch wait for the
+        // next one (see `Conflicts`).
         let mut deferred: Vec<Job> = Vec::new();
         loop {
             let mut batch = std::mem::take(&mut deferred);
@@ -171,34 +155,10 @@ impl CommitWorker {
                 // idle worker may hold it while waiting for new requests.
                 self.fill(&mut rx, &mut batch);
             }
-            let mut seen = HashSet::new();
-            let mut keyed = HashSet::new();
-            // A key may be updated once per batch and user (`write_keyed`
-            // finds the notification as it was before the batch): a repeat
-            // waits for the next batch, which finds this one's.
-            let (batch, later): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|job| {
-                let r = &job.request;
-                let fresh_key = match &r.idempotency {
-                    Some(k) => seen.insert((r.publisher.clone(), k.key.clone())),
-                    None => true,
-                };
-                let fresh_updates = match &r.content.key {
-                    Some(key) => {
-                        let pairs: Vec<(UserId, NotificationKey)> = r
-                            .recipients
-                            .iter()
-                            .map(|u| (u.clone(), key.clone()))
-                            .collect();
-                        let fresh = pairs.iter().all(|p| !keyed.contains(p));
-                        if fresh && fresh_key {
-                            keyed.extend(pairs);
-                        }
-                        fresh
-                    }
-                    None => true,
-                };
-                fresh_key && fresh_updates
-            });
+            let mut conflicts = Conflicts::default();
+            let (batch, later): (Vec<Job>, Vec<Job>) = batch
+                .into_iter()
+                .partition(|job| conflicts.admit(&job.request));
             deferred = later;
             self.commit(batch).await;
         }
@@ -206,12 +166,14 @@ impl CommitWorker {
 
     /// Adds whatever is already queued, up to the batch limits.
     fn fill(&self, rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
-        let mut rows: usize = batch.iter().map(|j| j.request.recipients.len()).sum();
+        let rows_of =
+            |job: &Job| -> usize { job.request.parts.iter().map(|p| p.recipients.len()).sum() };
+        let mut rows: usize = batch.iter().map(rows_of).sum();
         while batch.len() < self.settings.max_batch_requests && rows < self.settings.max_batch_rows
         {
             match rx.try_recv() {
                 Ok(job) => {
-                    rows += job.request.recipients.len();
+                    rows += rows_of(&job);
                     batch.push(job);
                 }
                 Err(_) => break,
@@ -234,8 +196,8 @@ impl CommitWorker {
         metrics::histogram!("herald_publish_batch_requests").record(jobs.len() as f64);
         match result {
             Ok(committed) => {
-                self.wake_local(committed.local);
-                self.hub.stats.published(committed.created);
+                self.writer.wake_local(committed.local);
+                self.writer.hub.stats.published(committed.created);
                 let elapsed = started.elapsed().as_secs_f64();
                 for (job, outcome) in jobs.into_iter().zip(committed.outcomes) {
                     metrics::histogram!("herald_publish_commit_seconds").record(elapsed);
@@ -259,43 +221,58 @@ impl CommitWorker {
     }
 
     /// One transaction for the whole batch. A batch of plain publishes is a
-    /// single statement, its own transaction; idempotency keys and broadcast
-    /// cursors need a few statements, in an explicit transaction.
+    /// single statement, its own transaction; idempotency keys, broadcast
+    /// cursors, schedules, topics and keys need a few statements, in an
+    /// explicit transaction.
     async fn try_commit(
         &self,
         requests: &[&PublishRequest],
         received: &[std::time::Instant],
     ) -> Result<Committed, sqlx::Error> {
         let created_at = now_micros();
-        let mut outcomes: Vec<Option<Result<Published, InboxError>>> =
-            requests.iter().map(|_| None).collect();
-        let plain = requests
-            .iter()
-            .all(|r| r.idempotency.is_none() && r.broadcast.is_none() && r.content.key.is_none());
-        let (published, local) = if plain {
+        let mut outcomes: Vec<Option<Answer>> = requests.iter().map(|_| None).collect();
+        let plain = requests.iter().all(|r| {
+            r.idempotency.is_none()
+                && r.broadcast.is_none()
+                && r.schedule.is_none()
+                && r.parts
+                    .iter()
+                    .all(|p| p.content.key.is_none() && p.topics.is_empty() && p.via.is_empty())
+        });
+        let (mut by_request, local) = if plain {
+            let units = units(requests, &outcomes, &HashMap::new());
             let mut conn = self.pool.acquire().await?;
-            self.insert(&mut conn, requests, &outcomes, created_at, received)
-                .await?
+            let (answers, local) = self
+                .writer
+                .write(&mut conn, &units, created_at, received)
+                .await?;
+            (collect(&units, answers), local)
         } else {
             let mut tx = self.pool.begin().await?;
             let claimed_keys = claim_keys(&mut tx, requests, &mut outcomes).await?;
             advance_broadcasts(&mut tx, requests, &mut outcomes).await?;
-            let inserted = self
-                .insert(&mut tx, requests, &outcomes, created_at, received)
+            claim_schedules(&mut tx, requests, &mut outcomes).await?;
+            let expanded = expand_topics(&mut tx, requests, &outcomes).await?;
+            let units = units(requests, &outcomes, &expanded);
+            let (answers, local) = self
+                .writer
+                .write(&mut tx, &units, created_at, received)
                 .await?;
-            store_responses(&mut tx, requests, &claimed_keys, &inserted.0).await?;
+            let by_request = collect(&units, answers);
+            store_responses(&mut tx, requests, &claimed_keys, &by_request).await?;
+            mark_delivered(&mut tx, requests, &by_request).await?;
             tx.commit().await?;
-            inserted
+            (by_request, local)
         };
-        let created = published
-            .iter()
+        let created = by_request
+            .values()
             .flatten()
             .map(|p| p.notifications.len() as u64)
             .sum();
         let outcomes = outcomes
             .into_iter()
-            .zip(published)
-            .map(|(done, fresh)| done.unwrap_or_else(|| Ok(fresh.expect("published"))))
+            .enumerate()
+            .map(|(i, done)| done.unwrap_or_else(|| Ok(by_request.remove(&i).unwrap_or_default())))
             .collect();
         Ok(Committed {
             outcomes,
@@ -303,212 +280,91 @@ impl CommitWorker {
             created,
         })
     }
+}
 
-    /// Writes the notifications of the requests not yet answered (with seqs
-    /// reserved and other instances woken in the same transaction) and
-    /// returns their answers, by request index, and the events for this
-    /// process's connections: built only for users someone here watches.
-    async fn insert(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        requests: &[&PublishRequest],
-        outcomes: &[Option<Result<Published, InboxError>>],
-        created_at: DateTime<Utc>,
-        received: &[std::time::Instant],
-    ) -> Result<(Vec<Option<Published>>, LocalEvents), sqlx::Error> {
-        let mut rows = NewRows::default();
-        let mut counts: HashMap<&str, i64> = HashMap::new();
-        let mut published: Vec<Option<Published>> = requests.iter().map(|_| None).collect();
-        // Per row: its request and recipient.
-        let mut row_request: Vec<usize> = Vec::new();
-        let mut row_user: Vec<&UserId> = Vec::new();
-        for (i, r) in requests.iter().enumerate() {
-            if outcomes[i].is_some() {
-                continue;
+/// The parts to write, in request order: each with its recipients, then the
+/// subscribers its topics added (`expanded`, by (request, part)).
+fn units<'a>(
+    requests: &[&'a PublishRequest],
+    outcomes: &[Option<Answer>],
+    expanded: &HashMap<(usize, usize), Vec<(UserId, TopicName)>>,
+) -> Vec<Unit<'a>> {
+    let mut units = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        for (j, part) in r.parts.iter().enumerate() {
+            let via = |k: usize| part.via.get(k).cloned().flatten();
+            let mut recipients: Vec<(UserId, Option<TopicName>)> = part
+                .recipients
+                .iter()
+                .enumerate()
+                .map(|(k, u)| (u.clone(), via(k)))
+                .collect();
+            if let Some(more) = expanded.get(&(i, j)) {
+                recipients.extend(more.iter().map(|(u, t)| (u.clone(), Some(t.clone()))));
             }
-            let c = &r.content;
-            rows.titles.push(c.title.as_str());
-            rows.bodies.push(c.body.as_ref().map(Body::as_str));
-            rows.categories
-                .push(c.category.as_ref().map(Category::as_str));
-            rows.data
-                .push(c.data.as_ref().map(NotificationData::as_json));
-            rows.expires.push(c.expires_at);
-            rows.actions
-                .push((!c.actions.is_empty()).then(|| c.actions.to_json()));
-            rows.keys.push(c.key.as_ref().map(NotificationKey::as_str));
-            rows.renotify.push(c.renotify);
-            let content = rows.titles.len() as i32;
-            let mut items = Vec::with_capacity(r.recipients.len());
-            for user in &r.recipients {
-                let id = Uuid::now_v7();
-                rows.ids.push(id);
-                rows.users.push(user.as_str());
-                rows.content.push(content);
-                row_request.push(i);
-                row_user.push(user);
-                *counts.entry(user.as_str()).or_default() += 1;
-                items.push(PublishedItem {
-                    id,
-                    user_id: user.to_string(),
-                    seq: 0,
-                    updated: false,
-                });
-            }
-            published[i] = Some(Published {
-                notifications: items,
+            units.push(Unit {
+                request: i,
+                content: &part.content,
+                recipients,
             });
         }
-        let mut local = LocalEvents::default();
-        if rows.ids.is_empty() {
-            return Ok((published, local));
+    }
+    units
+}
+
+/// Each request's answers, one per part (in order), from the units'.
+fn collect(units: &[Unit<'_>], answers: Vec<Published>) -> HashMap<usize, Vec<Published>> {
+    let mut by_request: HashMap<usize, Vec<Published>> = HashMap::new();
+    for (unit, answer) in units.iter().zip(answers) {
+        by_request.entry(unit.request).or_default().push(answer);
+    }
+    by_request
+}
+
+/// Topics expand to their subscribers in one statement for the whole
+/// batch, in the batch's transaction. A user a part names as a recipient
+/// gets it as a recipient, not through a topic.
+async fn expand_topics(
+    tx: &mut sqlx::PgConnection,
+    requests: &[&PublishRequest],
+    outcomes: &[Option<Answer>],
+) -> Result<HashMap<(usize, usize), Vec<(UserId, TopicName)>>, sqlx::Error> {
+    let mut index: Vec<(usize, usize)> = Vec::new();
+    let (mut parts, mut topics, mut positions) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, r) in requests.iter().enumerate() {
+        if outcomes[i].is_some() {
+            continue;
         }
-        let (users, n): (Vec<&str>, Vec<i64>) = counts.iter().map(|(u, n)| (*u, *n)).unzip();
-        if rows.keys.iter().all(Option::is_none) {
-            let recipients = Recipients {
-                payloads: wakeup::split(&self.instance, &users),
-                users,
-                counts: n,
-            };
-            let reserved =
-                db::publish::publish_batch(conn, &rows, &recipients, created_at, &self.instance)
-                    .await?;
-            // A user's rows got its reserved seqs in row order, as here, and
-            // each added one to both counts.
-            let mut next: HashMap<String, (i64, Counts)> = reserved
-                .into_iter()
-                .map(|r| {
-                    let k = counts[r.user.as_str()];
-                    let first = Counts {
-                        unread: r.counts.unread - k + 1,
-                        unseen: r.counts.unseen - k + 1,
-                    };
-                    (r.user, (r.last_seq - k + 1, first))
-                })
-                .collect();
-            for (i, p) in published.iter_mut().enumerate() {
-                let Some(p) = p else { continue };
-                let r = requests[i];
-                for (user, item) in r.recipients.iter().zip(&mut p.notifications) {
-                    let (seq, counts) = next.get_mut(user.as_str()).expect("reserved");
-                    item.seq = *seq;
-                    if self.hub.is_watched(user) {
-                        let mut event = notification(&r.content, item, created_at).to_event(
-                            EventKind::Notification,
-                            item.seq,
-                            *counts,
-                        );
-                        event.published_at = Some(received[i]);
-                        local.push(user, event);
-                    }
-                    *seq += 1;
-                    counts.unread += 1;
-                    counts.unseen += 1;
-                }
+        for (j, part) in r.parts.iter().enumerate() {
+            if part.topics.is_empty() {
+                continue;
             }
-            return Ok((published, local));
+            for (pos, topic) in part.topics.iter().enumerate() {
+                parts.push(index.len() as i32);
+                topics.push(topic.as_str());
+                positions.push(pos as i32);
+            }
+            index.push((i, j));
         }
-        let placed = RowPlaces {
-            request: &row_request,
-            user: &row_user,
-            received,
-            created_at,
+    }
+    let mut expanded: HashMap<(usize, usize), Vec<(UserId, TopicName)>> = HashMap::new();
+    if index.is_empty() {
+        return Ok(expanded);
+    }
+    for (part, user, topic) in db::topics::expand(tx, &parts, &topics, &positions).await? {
+        let (i, j) = index[part as usize];
+        let named = &requests[i].parts[j].recipients;
+        let (Ok(user), Ok(topic)) = (UserId::parse(&user), TopicName::parse(&topic)) else {
+            continue;
         };
-        self.insert_keyed(
-            conn,
-            &rows,
-            (&users, &n),
-            &placed,
-            &mut published,
-            &mut local,
-        )
-        .await?;
-        Ok((published, local))
-    }
-
-    /// A batch in which some content has a `key`: seqs are reserved (and the
-    /// users locked) first, then each row is inserted or updates its key's
-    /// notification, the `updated` events are appended and other instances
-    /// are woken, all in the caller's transaction.
-    async fn insert_keyed(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        rows: &NewRows<'_>,
-        (users, counts): (&[&str], &[i64]),
-        places: &RowPlaces<'_>,
-        published: &mut [Option<Published>],
-        local: &mut LocalEvents,
-    ) -> Result<(), sqlx::Error> {
-        let reserved: Vec<Reserved> = db::publish::reserve(conn, users, counts).await?;
-        let rows_of: HashMap<&str, i64> =
-            users.iter().copied().zip(counts.iter().copied()).collect();
-        let mut next: HashMap<&str, i64> = reserved
-            .iter()
-            .map(|r| (r.user.as_str(), r.last_seq - rows_of[r.user.as_str()] + 1))
-            .collect();
-        let seqs: Vec<i64> = rows
-            .users
-            .iter()
-            .map(|u| {
-                let seq = next.get_mut(u).expect("reserved");
-                *seq += 1;
-                *seq - 1
-            })
-            .collect();
-        let written =
-            db::publish::write_keyed(conn, rows, &seqs, &reserved, places.created_at).await?;
-        let mut updated_users = Vec::new();
-        let mut updated_seqs = Vec::new();
-        let mut updated_data = Vec::new();
-        let mut items = published
-            .iter_mut()
-            .flatten()
-            .flat_map(|p| p.notifications.iter_mut());
-        for (j, w) in written.iter().enumerate() {
-            let (i, user) = (places.request[j], places.user[j]);
-            let item = items.next().expect("one item per row");
-            item.id = w.notification.id;
-            item.seq = w.event_seq;
-            item.updated = w.updated;
-            let kind = if w.updated {
-                EventKind::Updated
-            } else {
-                EventKind::Notification
-            };
-            let counts = Counts {
-                unread: w.unread,
-                unseen: w.unseen,
-            };
-            let watched = self.hub.is_watched(user);
-            if w.updated || watched {
-                let mut event = w.notification.to_event(kind, w.event_seq, counts);
-                event.published_at = Some(places.received[i]);
-                if w.updated {
-                    updated_users.push(item.user_id.clone());
-                    updated_seqs.push(w.event_seq);
-                    updated_data.push(event.data.clone());
-                }
-                if watched {
-                    local.push(user, event);
-                }
-            }
-        }
-        if !updated_users.is_empty() {
-            let users: Vec<&str> = updated_users.iter().map(String::as_str).collect();
-            let data: Vec<&str> = updated_data.iter().map(|d| &**d).collect();
-            db::events::append_many(conn, &users, &updated_seqs, EventKind::Updated, &data).await?;
-        }
-        let wakes = reserved.iter().map(|r| (r.user.clone(), r.last_seq));
-        db::events::notify(conn, &wakeup::encode(&self.instance, wakes)).await
-    }
-
-    fn wake_local(&self, local: LocalEvents) {
-        for (user, mut events) in local.0 {
-            events.sort_by_key(|e| e.seq);
-            let last = events.last().map_or(0, |e| e.seq);
-            self.hub.wake(&user, last, Some(Arc::from(events)));
+        if !named.contains(&user) {
+            expanded.entry((i, j)).or_default().push((user, topic));
         }
     }
+    Ok(expanded)
 }
 
 /// Claims the free idempotency keys of a batch and answers the requests
@@ -517,7 +373,7 @@ impl CommitWorker {
 async fn claim_keys(
     tx: &mut sqlx::PgConnection,
     requests: &[&PublishRequest],
-    outcomes: &mut [Option<Result<Published, InboxError>>],
+    outcomes: &mut [Option<Answer>],
 ) -> Result<Vec<usize>, sqlx::Error> {
     let keyed: Vec<usize> = (0..requests.len())
         .filter(|&i| requests[i].idempotency.is_some())
@@ -545,8 +401,8 @@ async fn claim_keys(
         let stored = db::idempotency::find(tx, publishers[n], keys[n]).await?;
         outcomes[i] = Some(match stored {
             Some(s) if s.request_hash == hashes[n] => {
-                match s.response.and_then(|r| serde_json::from_value(r.0).ok()) {
-                    Some(published) => Ok(published),
+                match s.response.and_then(|r| stored_answer(r.0)) {
+                    Some(answers) => Ok(answers),
                     None => Err(InboxError::Failed(
                         "idempotency record without a response".into(),
                     )),
@@ -560,6 +416,16 @@ async fn claim_keys(
     Ok(claimed_keys)
 }
 
+/// A stored answer: the answers of the request's parts (earlier versions
+/// stored the one answer of a single publish).
+fn stored_answer(value: serde_json::Value) -> Option<Vec<Published>> {
+    if value.is_array() {
+        serde_json::from_value(value).ok()
+    } else {
+        serde_json::from_value(value).ok().map(|one| vec![one])
+    }
+}
+
 /// Broadcast chunks: moves each broadcast's cursor in the batch's
 /// transaction. A chunk whose broadcast is no longer at the cursor it was
 /// read at (another instance sent it) is dropped, alone. Rows are locked in
@@ -567,7 +433,7 @@ async fn claim_keys(
 async fn advance_broadcasts(
     tx: &mut sqlx::PgConnection,
     requests: &[&PublishRequest],
-    outcomes: &mut [Option<Result<Published, InboxError>>],
+    outcomes: &mut [Option<Answer>],
 ) -> Result<(), sqlx::Error> {
     let mut chunks: Vec<usize> = (0..requests.len())
         .filter(|&i| outcomes[i].is_none() && requests[i].broadcast.is_some())
@@ -576,7 +442,7 @@ async fn advance_broadcasts(
     for i in chunks {
         let r = requests[i];
         let b = r.broadcast.as_ref().expect("a broadcast chunk");
-        let sent = r.recipients.len() as i64;
+        let sent = r.parts.iter().map(|p| p.recipients.len() as i64).sum();
         if !db::broadcasts::advance(tx, b.id, b.from.as_deref(), &b.to, sent).await? {
             outcomes[i] = Some(Err(InboxError::Rejected(
                 "this broadcast chunk was already sent",
@@ -586,12 +452,64 @@ async fn advance_broadcasts(
     Ok(())
 }
 
+/// Schedules coming due: claimed with `FOR UPDATE SKIP LOCKED` in the
+/// batch's transaction. One that is no longer scheduled (delivered or
+/// canceled), or that someone else holds (a cancel, another instance's
+/// delivery), is dropped from this batch.
+async fn claim_schedules(
+    tx: &mut sqlx::PgConnection,
+    requests: &[&PublishRequest],
+    outcomes: &mut [Option<Answer>],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = (0..requests.len())
+        .filter(|&i| outcomes[i].is_none())
+        .filter_map(|i| requests[i].schedule)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let claimed: HashSet<Uuid> = db::schedules::claim(tx, &ids).await?.into_iter().collect();
+    for (i, r) in requests.iter().enumerate() {
+        if let Some(id) = r.schedule
+            && outcomes[i].is_none()
+            && !claimed.contains(&id)
+        {
+            outcomes[i] = Some(Err(InboxError::Rejected(
+                "this schedule is not due for delivery here",
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Marks the delivered schedules, with their answers, in the batch's
+/// transaction.
+async fn mark_delivered(
+    tx: &mut sqlx::PgConnection,
+    requests: &[&PublishRequest],
+    answers: &HashMap<usize, Vec<Published>>,
+) -> Result<(), sqlx::Error> {
+    let mut ids = Vec::new();
+    let mut results = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        if let (Some(id), Some(answer)) = (r.schedule, answers.get(&i)) {
+            ids.push(id);
+            let one = answer.first().cloned().unwrap_or_default();
+            results.push(serde_json::to_string(&one).expect("serializes"));
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    db::schedules::delivered(tx, &ids, &results).await
+}
+
 /// Remembers the answers of newly claimed idempotency keys.
 async fn store_responses(
     tx: &mut sqlx::PgConnection,
     requests: &[&PublishRequest],
     claimed_keys: &[usize],
-    published: &[Option<Published>],
+    answers: &HashMap<usize, Vec<Published>>,
 ) -> Result<(), sqlx::Error> {
     if claimed_keys.is_empty() {
         return Ok(());
@@ -613,60 +531,17 @@ async fn store_responses(
         .collect();
     let responses: Vec<String> = claimed_keys
         .iter()
-        .map(|&i| {
-            serde_json::to_string(published[i].as_ref().expect("published")).expect("serializes")
+        .map(|i| {
+            let answer = answers.get(i).cloned().unwrap_or_default();
+            serde_json::to_string(&answer).expect("serializes")
         })
         .collect();
     db::idempotency::store_responses(tx, &publishers, &keys, &responses).await
 }
 
-fn notification(c: &Content, item: &PublishedItem, created_at: DateTime<Utc>) -> Notification {
-    Notification {
-        id: item.id,
-        seq: item.seq,
-        title: c.title.as_str().to_owned(),
-        body: c.body.as_ref().map(|b| b.as_str().to_owned()),
-        category: c.category.as_ref().map(|c| c.as_str().to_owned()),
-        data: c.data.as_ref().map(NotificationData::to_raw),
-        created_at,
-        read_at: None,
-        expires_at: c.expires_at,
-        seen_at: None,
-        archived_at: None,
-        snoozed_until: None,
-        actions: sqlx::types::Json(
-            serde_json::value::RawValue::from_string(c.actions.to_json())
-                .expect("actions are JSON"),
-        ),
-        action_taken: None,
-        key: c.key.as_ref().map(|k| k.as_str().to_owned()),
-        updated_at: None,
-        topic: None,
-    }
-}
-
-/// Committed events of watched users, for this process's connections.
-#[derive(Default)]
-struct LocalEvents(HashMap<UserId, Vec<Event>>);
-
-impl LocalEvents {
-    fn push(&mut self, user: &UserId, event: Event) {
-        self.0.entry(user.clone()).or_default().push(event);
-    }
-}
-
-/// Per row of a batch: its request, its recipient, and when its request
-/// arrived; and the batch's time.
-struct RowPlaces<'a> {
-    request: &'a [usize],
-    user: &'a [&'a UserId],
-    received: &'a [std::time::Instant],
-    created_at: DateTime<Utc>,
-}
-
 struct Committed {
-    outcomes: Vec<Result<Published, InboxError>>,
-    local: LocalEvents,
+    outcomes: Vec<Answer>,
+    local: crate::inbox::batch_write::LocalEvents,
     /// Notifications created.
     created: u64,
 }

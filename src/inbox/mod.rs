@@ -10,11 +10,15 @@
 //! Owns: the rules of a message center. It may use `db`, `live` (to wake
 //! connections), `domain` and `settings`; never HTTP.
 
+mod batch_write;
 pub mod broadcaster;
 pub mod changes;
 mod error;
 pub mod group_commit;
+pub mod preferences;
+pub mod publishing;
 pub mod reads;
+pub mod schedules;
 mod timers;
 
 use std::sync::Arc;

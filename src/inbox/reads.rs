@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::db::notifications::ListFilter;
-use crate::domain::UserId;
 use crate::domain::event::Notification;
+use crate::domain::{TopicName, UserId};
 use crate::inbox::{Inbox, InboxError};
 
 #[derive(Debug, Serialize)]
@@ -108,6 +108,20 @@ impl Inbox {
             }
         }
         Ok(answer)
+    }
+
+    /// How many distinct users `recipients` and the subscribers of `topics`
+    /// are, counting no further than `cap`.
+    pub async fn audience(
+        &self,
+        recipients: &[UserId],
+        topics: &[TopicName],
+        cap: i64,
+    ) -> Result<i64, InboxError> {
+        let recipients: Vec<&str> = recipients.iter().map(UserId::as_str).collect();
+        let topics: Vec<&str> = topics.iter().map(TopicName::as_str).collect();
+        let mut conn = self.pool.acquire().await?;
+        Ok(db::topics::audience_size(&mut conn, &recipients, &topics, cap).await?)
     }
 
     /// One notification of the user's, if it is in their center.

@@ -86,6 +86,9 @@ impl Inbox {
             .map(|(u, events)| (u.to_string(), events.last().map_or(0, |e| e.seq)));
         db::events::notify(&mut tx, &wakeup::encode(&self.instance, wakes)).await?;
         tx.commit().await?;
+        for f in &fired {
+            metrics::counter!("herald_timer_events_total", "kind" => f.kind.clone()).increment(1);
+        }
         for (user, events) in per_user {
             if let Ok(user) = UserId::parse(user) {
                 let last = events.last().map_or(0, |e| e.seq);

@@ -7,4 +7,5 @@
 
 pub mod heartbeat;
 pub mod purge;
+pub mod schedules;
 pub mod timers;

@@ -59,7 +59,11 @@ async fn every_admin_endpoint_needs_the_admin_scope() {
         ),
         ("POST", "/v1/admin/users/victim/disconnect".to_owned()),
         ("POST", "/v1/broadcasts".to_owned()),
-        ("GET", format!("/v1/admin/broadcasts/{}", uuid::Uuid::nil())),
+        ("GET", "/v1/admin/users/victim/preferences".to_owned()),
+        (
+            "PUT",
+            "/v1/admin/users/victim/preferences/categories/news".to_owned(),
+        ),
     ];
     let user = app.token("victim", &[]);
     let publisher = app.publisher();

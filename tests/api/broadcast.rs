@@ -2,7 +2,7 @@
 //! chunks, resumable after a crash, one instance at a time.
 
 use herald::domain::{Title, UserId};
-use herald::inbox::group_commit::{BroadcastChunk, Content, PublishRequest};
+use herald::inbox::publishing::{BroadcastChunk, Content, Part, PublishRequest};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
@@ -244,13 +244,13 @@ async fn an_unfinished_broadcast_resumes_at_start_after_its_last_chunk() {
 }
 
 fn chunk(id: Uuid, from: Option<&str>, to: &str, recipients: &[&str]) -> PublishRequest {
-    PublishRequest {
-        publisher: UserId::parse("operator").unwrap(),
-        idempotency: None,
+    let part = Part {
         recipients: recipients
             .iter()
             .map(|u| UserId::parse(u).unwrap())
             .collect(),
+        via: Vec::new(),
+        topics: Vec::new(),
         content: Content {
             title: Title::parse("guarded".into()).unwrap(),
             body: None,
@@ -260,12 +260,16 @@ fn chunk(id: Uuid, from: Option<&str>, to: &str, recipients: &[&str]) -> Publish
             actions: Default::default(),
             key: None,
             renotify: false,
+            critical: false,
         },
+    };
+    PublishRequest {
         broadcast: Some(BroadcastChunk {
             id,
             from: from.map(str::to_owned),
             to: to.to_owned(),
         }),
+        ..PublishRequest::single(UserId::parse("operator").unwrap(), part)
     }
 }
 
@@ -305,7 +309,7 @@ async fn a_chunk_commits_only_from_the_cursor_it_was_read_at_and_the_lock_is_res
         .publish(chunk(id, Some("b"), "c", &["c"]))
         .await
         .unwrap();
-    assert_eq!(sent.notifications.len(), 1);
+    assert_eq!(sent[0].notifications.len(), 1);
     let (cursor, recipients): (String, i64) =
         sqlx::query_as("SELECT cursor, recipients FROM broadcasts WHERE id = $1")
             .bind(id)

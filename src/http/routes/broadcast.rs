@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::http::auth::Admin;
+use crate::http::auth::{Admin, Publisher};
 use crate::http::error::ApiError;
 use crate::http::payloads;
 use crate::http::state::AppState;
@@ -35,10 +35,16 @@ pub async fn create(
     Ok(HttpResponse::Accepted().json(broadcast))
 }
 
+/// An administrator sees every broadcast; a publisher the ones its own
+/// publishes to topics became.
 pub async fn get(
     state: web::Data<AppState>,
-    Admin(_): Admin,
+    Publisher(p): Publisher,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.broadcaster.get(*id).await?))
+    let broadcast = state.broadcaster.get(*id).await?;
+    if !p.admin && broadcast.created_by != p.user.as_str() {
+        return Err(ApiError::NotFound("no such broadcast".into()));
+    }
+    Ok(HttpResponse::Ok().json(broadcast))
 }

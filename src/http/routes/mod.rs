@@ -7,8 +7,11 @@ mod extractors;
 mod me;
 mod ops;
 mod poll;
+mod preferences;
 mod publish;
+mod schedules;
 mod stream;
+mod topics;
 mod ws;
 
 pub use extractors::{json_config, path_config, query_config};
@@ -75,6 +78,13 @@ route_table! {
     get    "/metrics"                           => ops::metrics;
     get    "/openapi.yaml"                      => ops::openapi;
     post   "/v1/notifications"                  => publish::publish;
+    post   "/v1/notifications/batch"            => publish::publish_batch;
+    get    "/v1/schedules/{id}"                 => schedules::get;
+    delete "/v1/schedules/{id}"                 => schedules::cancel;
+    get    "/v1/topics"                         => topics::list;
+    get    "/v1/topics/{topic}/subscribers"     => topics::subscribers;
+    put    "/v1/topics/{topic}/subscribers"     => topics::subscribe;
+    delete "/v1/topics/{topic}/subscribers"     => topics::unsubscribe;
     post   "/v1/broadcasts"                     => broadcast::create;
     get    "/v1/me/notifications"               => me::list;
     post   "/v1/me/notifications/read-all"      => me::read_all;
@@ -82,6 +92,9 @@ route_table! {
     post   "/v1/me/notifications/archive-all"   => me::archive_all;
     post   "/v1/me/notifications/delete-all"    => me::delete_all;
     get    "/v1/me/counts"                      => me::counts;
+    get    "/v1/me/topics"                      => topics::mine;
+    get    "/v1/me/preferences"                 => preferences::get;
+    put    "/v1/me/preferences/categories/{category}" => preferences::set;
     get    "/v1/me/notifications/{id}"          => me::get;
     delete "/v1/me/notifications/{id}"          => me::delete;
     post   "/v1/me/notifications/{id}/read"     => me::read;
@@ -100,4 +113,6 @@ route_table! {
     get    "/v1/admin/users/{user_id}/notifications"      => admin::list;
     delete "/v1/admin/users/{user_id}/notifications/{id}" => admin::delete;
     post   "/v1/admin/users/{user_id}/disconnect"         => admin::disconnect;
+    get    "/v1/admin/users/{user_id}/preferences"        => preferences::admin_get;
+    put    "/v1/admin/users/{user_id}/preferences/categories/{category}" => preferences::admin_set;
 }

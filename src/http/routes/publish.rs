@@ -1,21 +1,26 @@
-//! `POST /v1/notifications`.
+//! `POST /v1/notifications` and `POST /v1/notifications/batch`.
 
 use std::collections::HashSet;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::domain::UserId;
+use crate::domain::{NotificationKey, UserId};
 use crate::http::auth::Publisher;
 use crate::http::error::ApiError;
 use crate::http::payloads;
 use crate::http::state::AppState;
-use crate::inbox::group_commit::{Content, IdempotencyKey, PublishRequest};
+use crate::inbox::publishing::{IdempotencyKey, Part, PublishRequest};
 
 pub const MAX_RECIPIENTS: usize = 10_000;
+/// The most elements of a batch.
+pub const MAX_BATCH: usize = 1000;
 
-fn parse_recipients(raw: Vec<String>) -> Result<Vec<UserId>, ApiError> {
-    if raw.is_empty() || raw.len() > MAX_RECIPIENTS {
+fn parse_recipients(raw: Vec<String>, topics: bool) -> Result<Vec<UserId>, ApiError> {
+    if (raw.is_empty() && !topics) || raw.len() > MAX_RECIPIENTS {
         return Err(ApiError::Unprocessable(format!(
             "recipients must list 1 to {MAX_RECIPIENTS} user ids"
         )));
@@ -48,37 +53,39 @@ fn idempotency_header(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         })
 }
 
-/// What a publish body says, checked.
-struct Checked {
-    idempotency: Option<IdempotencyKey>,
-    recipients: Vec<UserId>,
-    content: Content,
+/// The key with a hash of the request. Keys of JSON objects are sorted in a
+/// `Value`, so the same request in another layout has the same hash.
+fn idempotency(text: &str, key: Option<String>) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let value = payloads::json_value(text)?;
+    let canonical = serde_json::to_vec(&value).expect("a JSON value serializes");
+    Ok(Some(IdempotencyKey::new(key, &canonical)))
 }
 
-/// Decodes and checks a publish body. The request is hashed only when it
-/// has an idempotency key: most publishes do not.
-fn check(text: &str, key: Option<String>) -> Result<Checked, ApiError> {
+/// One publish body, checked: its part and when to deliver it (`None`: now).
+fn check_part(text: &str) -> Result<(Part, Option<DateTime<Utc>>), ApiError> {
     let mut body = payloads::notification_body(text)?;
-    // Keys of JSON objects are sorted in a `Value`, so the same request in
-    // another layout has the same hash.
-    let idempotency = match key {
-        None => None,
-        Some(key) => {
-            let value = payloads::json_value(text)?;
-            let canonical = serde_json::to_vec(&value).expect("a JSON value serializes");
-            Some(IdempotencyKey::new(key, &canonical))
+    let topics = body.topics()?;
+    let deliver_at = body.deliver_at()?;
+    let recipients = match body.recipients.take().flatten() {
+        Some(raw) => parse_recipients(raw, !topics.is_empty())?,
+        None if !topics.is_empty() => Vec::new(),
+        None => {
+            return Err(ApiError::Unprocessable(
+                "a publish needs `recipients`, `topics` or both".into(),
+            ));
         }
     };
-    let recipients = body
-        .recipients
-        .take()
-        .flatten()
-        .ok_or_else(|| ApiError::Unprocessable("missing field `recipients`".into()))?;
-    Ok(Checked {
-        idempotency,
-        recipients: parse_recipients(recipients)?,
-        content: body.content()?,
-    })
+    let content = body.content_after(deliver_at.unwrap_or_else(Utc::now))?;
+    Ok((
+        Part {
+            recipients,
+            via: Vec::new(),
+            topics,
+            content,
+        },
+        deliver_at,
+    ))
 }
 
 pub async fn publish(
@@ -89,16 +96,129 @@ pub async fn publish(
 ) -> Result<HttpResponse, ApiError> {
     state.publish_limit.check(&principal.user)?;
     let key = idempotency_header(&req)?;
-    let checked = payloads::decode(body.into_inner(), move |text| check(text, key)).await?;
+    let (part, deliver_at, idempotency) = payloads::decode(body.into_inner(), move |text| {
+        let (part, deliver_at) = check_part(text)?;
+        Ok((part, deliver_at, idempotency(text, key)?))
+    })
+    .await?;
+    if let Some(deliver_at) = deliver_at {
+        let schedule = state
+            .schedules
+            .create(&principal.user, deliver_at, &part, idempotency.as_ref())
+            .await?;
+        return Ok(HttpResponse::Accepted().json(json!({ "schedule": schedule })));
+    }
+    if !part.topics.is_empty() {
+        let audience = state
+            .inbox
+            .audience(&part.recipients, &part.topics, MAX_RECIPIENTS as i64 + 1)
+            .await?;
+        if audience > MAX_RECIPIENTS as i64 {
+            let broadcast = state
+                .broadcaster
+                .create_for_topics(
+                    &part.content,
+                    &principal.user,
+                    &part.topics,
+                    &part.recipients,
+                )
+                .await?;
+            return Ok(HttpResponse::Accepted().json(json!({ "broadcast": broadcast })));
+        }
+    }
     let request = PublishRequest {
-        publisher: principal.user,
-        idempotency: checked.idempotency,
-        recipients: checked.recipients,
-        content: checked.content,
-        broadcast: None,
+        idempotency,
+        ..PublishRequest::single(principal.user, part)
     };
     let started = std::time::Instant::now();
-    let published = state.publisher.publish(request).await?;
+    let mut published = state.publisher.publish(request).await?;
     metrics::histogram!("herald_publish_seconds").record(started.elapsed().as_secs_f64());
-    Ok(HttpResponse::Created().json(published))
+    Ok(HttpResponse::Created().json(published.pop().unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    notifications: Vec<Box<RawValue>>,
+}
+
+/// A batch, checked: every element, and the batch as a whole.
+fn check_batch(text: &str) -> Result<Vec<Part>, ApiError> {
+    let payloads::Object(body): payloads::Object<BatchBody> =
+        serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                ApiError::Unprocessable(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })?;
+    if body.notifications.is_empty() || body.notifications.len() > MAX_BATCH {
+        return Err(ApiError::Unprocessable(format!(
+            "notifications must list 1 to {MAX_BATCH} publishes"
+        )));
+    }
+    let mut parts = Vec::with_capacity(body.notifications.len());
+    let mut total = 0;
+    let mut keyed: HashSet<(UserId, NotificationKey)> = HashSet::new();
+    for (i, raw) in body.notifications.iter().enumerate() {
+        let at = |e: ApiError| match e {
+            ApiError::Unprocessable(d) => {
+                ApiError::Unprocessable(format!("notifications[{i}]: {d}"))
+            }
+            ApiError::BadRequest(d) => ApiError::BadRequest(format!("notifications[{i}]: {d}")),
+            other => other,
+        };
+        let fields = payloads::notification_body(raw.get()).map_err(at)?;
+        if fields.topics.is_some() || fields.deliver_at.is_some() {
+            return Err(at(ApiError::Unprocessable(
+                "a batch element takes neither `topics` nor `deliver_at`".into(),
+            )));
+        }
+        let (part, _) = check_part(raw.get()).map_err(at)?;
+        total += part.recipients.len();
+        if total > MAX_RECIPIENTS {
+            return Err(ApiError::Unprocessable(format!(
+                "a batch goes to at most {MAX_RECIPIENTS} recipients in all"
+            )));
+        }
+        // Two updates of one user's key in one transaction would both find
+        // the notification as it was before the batch.
+        if let Some(key) = &part.content.key {
+            for user in &part.recipients {
+                if !keyed.insert((user.clone(), key.clone())) {
+                    return Err(at(ApiError::Unprocessable(format!(
+                        "key {:?} for user {user} is updated by an earlier element of this batch",
+                        key.as_str()
+                    ))));
+                }
+            }
+        }
+        parts.push(part);
+    }
+    Ok(parts)
+}
+
+pub async fn publish_batch(
+    state: web::Data<AppState>,
+    Publisher(principal): Publisher,
+    req: HttpRequest,
+    body: web::Json<Box<RawValue>>,
+) -> Result<HttpResponse, ApiError> {
+    state.publish_limit.check(&principal.user)?;
+    let key = idempotency_header(&req)?;
+    let (parts, idempotency) = payloads::decode(body.into_inner(), move |text| {
+        Ok((check_batch(text)?, idempotency(text, key)?))
+    })
+    .await?;
+    let request = PublishRequest {
+        publisher: principal.user,
+        idempotency,
+        parts,
+        broadcast: None,
+        schedule: None,
+    };
+    let started = std::time::Instant::now();
+    let results = state.publisher.publish(request).await?;
+    metrics::histogram!("herald_publish_seconds").record(started.elapsed().as_secs_f64());
+    Ok(HttpResponse::Created().json(json!({ "results": results })))
 }
