@@ -8,6 +8,7 @@ mod concurrency;
 mod embedded;
 mod faults;
 mod fuzz_findings;
+mod inbox;
 mod instances;
 mod listener;
 mod logs;

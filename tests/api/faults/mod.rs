@@ -9,6 +9,7 @@ mod kill_restart;
 mod listener_loss;
 mod postgres_outage;
 mod publishers;
+mod snooze_restart;
 mod stalled_client;
 mod subscribers;
 
