@@ -24,5 +24,6 @@ mod security;
 mod settings;
 mod sse;
 mod support;
+mod targeting;
 mod wakeup;
 mod ws;
