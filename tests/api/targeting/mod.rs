@@ -2,6 +2,7 @@
 //! publishes, scheduled delivery, batches, and their metrics. One concern
 //! per file; what they share is here.
 
+mod preferences;
 mod topics;
 
 use std::time::Duration;
