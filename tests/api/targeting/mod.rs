@@ -3,6 +3,7 @@
 //! per file; what they share is here.
 
 mod preferences;
+mod skipped;
 mod topics;
 
 use std::time::Duration;
