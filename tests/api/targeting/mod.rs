@@ -2,6 +2,7 @@
 //! publishes, scheduled delivery, batches, and their metrics. One concern
 //! per file; what they share is here.
 
+mod batch;
 mod preferences;
 mod skipped;
 mod topics;
