@@ -4,6 +4,7 @@
 
 mod batch;
 mod preferences;
+mod schedules;
 mod skipped;
 mod topics;
 
