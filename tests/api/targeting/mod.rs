@@ -3,6 +3,7 @@
 //! per file; what they share is here.
 
 mod batch;
+mod cancel;
 mod preferences;
 mod schedules;
 mod skipped;
