@@ -4,6 +4,7 @@
 
 mod batch;
 mod cancel;
+mod instances;
 mod preferences;
 mod schedules;
 mod skipped;
