@@ -5,6 +5,7 @@
 mod batch;
 mod cancel;
 mod instances;
+mod metrics;
 mod preferences;
 mod schedules;
 mod skipped;
