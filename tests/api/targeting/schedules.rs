@@ -187,6 +187,39 @@ async fn a_deliver_at_too_far_or_an_expiry_before_it_is_refused_and_stores_nothi
 }
 
 #[tokio::test]
+async fn a_scheduled_publish_retried_with_its_idempotency_key_is_scheduled_once() {
+    let app = TestApp::spawn().await;
+    let (at, at_text) = in_ms(1500);
+    let body = json!({"recipients": ["idem"], "title": "once", "deliver_at": at_text});
+    let send = async || {
+        app.http
+            .post(app.url("/v1/notifications"))
+            .bearer_auth(app.publisher())
+            .header("Idempotency-Key", "schedule-1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    };
+    let first = expect(send().await, 202).await;
+    let again = expect(send().await, 202).await;
+    assert_eq!(again, first, "a retry answers the first answer again");
+    let other = app
+        .http
+        .post(app.url("/v1/notifications"))
+        .bearer_auth(app.publisher())
+        .header("Idempotency-Key", "schedule-1")
+        .json(&json!({"recipients": ["idem"], "title": "other", "deliver_at": at_text}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(other, 422, "Idempotency-Key").await;
+    sleep_past(at, Duration::from_millis(1500)).await;
+    assert_eq!(targeting_rows(&app.pool).await.1, 1, "one schedule stored");
+    assert_eq!(titled(&app.pool, "idem", "once").await, 1);
+}
+
+#[tokio::test]
 async fn schedules_need_the_publish_scope() {
     let app = TestApp::spawn().await;
     let (_, at) = in_ms(60_000);

@@ -342,3 +342,62 @@ async fn a_refused_topic_publish_changes_nothing() {
         assert_eq!(last_seq(&app, user).await, seq, "{user}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_topic_publish_retried_with_its_idempotency_key_is_sent_once() {
+    const BIG: usize = 10_000;
+    let app = TestApp::spawn().await;
+    let many: Vec<String> = (0..BIG).map(|i| format!("fan-{i:05}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    subscribe(&app, "fans", &refs).await;
+    // Subscribed too, and named: it gets it as a recipient.
+    subscribe(&app, "fans", &["named"]).await;
+    let body = json!({"recipients": ["named"], "topics": ["fans"], "title": "big news"});
+    let send = async |body: &Value| {
+        app.http
+            .post(app.url("/v1/notifications"))
+            .bearer_auth(app.publisher())
+            .header("Idempotency-Key", "fans-1")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    };
+    let first = expect(send(&body).await, 202).await;
+    let id = first["broadcast"]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/admin/broadcasts/{id}");
+    crate::support::wait_within(
+        "the chunked publish",
+        std::time::Duration::from_secs(60),
+        async || {
+            let r = call(&app, Method::GET, &path, &app.publisher(), None).await;
+            expect(r, 200).await["status"] == "done"
+        },
+    )
+    .await;
+    // A retry after it was sent answers what the first attempt answered
+    // (the broadcast as it was then) and sends nothing more.
+    let again = expect(send(&body).await, 202).await;
+    assert_eq!(again, first);
+    let other = json!({"topics": ["fans"], "title": "other"});
+    assert_problem(send(&other).await, 422, "Idempotency-Key").await;
+
+    let broadcasts: i64 = sqlx::query_scalar("SELECT count(*) FROM broadcasts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(broadcasts, 1);
+    let per_user: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT n, count(*) FROM (SELECT user_id, count(*) AS n FROM notifications
+         GROUP BY user_id) AS c GROUP BY n",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(per_user, [(1, BIG as i64 + 1)], "each user exactly once");
+    assert_eq!(
+        app.list("named", "").await["items"][0]["topic"],
+        Value::Null
+    );
+    assert_eq!(app.list("fan-09999", "").await["items"][0]["topic"], "fans");
+}
