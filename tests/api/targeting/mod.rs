@@ -3,6 +3,7 @@
 //! per file; what they share is here.
 
 mod batch;
+mod broadcasts;
 mod cancel;
 mod instances;
 mod metrics;
