@@ -44,7 +44,11 @@ async fn a_broadcast_with_a_deliver_at_is_not_sent_before_it() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(Utc::now() < at);
     }
-    assert_eq!(everyone_got(&app, "tomorrow").await, 0, "{answer}");
+    assert_eq!(
+        everyone_got(&app, "tomorrow").await,
+        0,
+        "answered {status} {answer}, and sent before its deliver_at"
+    );
 }
 
 #[tokio::test]
@@ -75,5 +79,9 @@ async fn a_broadcast_naming_topics_does_not_go_to_everyone() {
     } else {
         assert_eq!(status, 422, "{answer}");
     }
-    assert_eq!(super::titled(&app.pool, "outsider", "club only").await, 0);
+    assert_eq!(
+        super::titled(&app.pool, "outsider", "club only").await,
+        0,
+        "answered {status} {answer}, and reached a user outside the topic"
+    );
 }
