@@ -25,5 +25,6 @@ mod security;
 mod settings;
 mod sse;
 mod support;
+mod targeting;
 mod wakeup;
 mod ws;

@@ -64,7 +64,12 @@ fn idempotency(text: &str, key: Option<String>) -> Result<Option<IdempotencyKey>
 
 /// One publish body, checked: its part and when to deliver it (`None`: now).
 fn check_part(text: &str) -> Result<(Part, Option<DateTime<Utc>>), ApiError> {
-    let mut body = payloads::notification_body(text)?;
+    check_body(payloads::notification_body(text)?)
+}
+
+fn check_body(
+    mut body: payloads::NotificationBody,
+) -> Result<(Part, Option<DateTime<Utc>>), ApiError> {
     let topics = body.topics()?;
     let deliver_at = body.deliver_at()?;
     let recipients = match body.recipients.take().flatten() {
@@ -174,7 +179,7 @@ fn check_batch(text: &str) -> Result<Vec<Part>, ApiError> {
                 "a batch element takes neither `topics` nor `deliver_at`".into(),
             )));
         }
-        let (part, _) = check_part(raw.get()).map_err(at)?;
+        let (part, _) = check_body(fields).map_err(at)?;
         total += part.recipients.len();
         if total > MAX_RECIPIENTS {
             return Err(ApiError::Unprocessable(format!(
