@@ -124,8 +124,8 @@ pub async fn publish(
                 .create_for_topics(
                     &part.content,
                     &principal.user,
-                    &part.topics,
-                    &part.recipients,
+                    (&part.topics, &part.recipients),
+                    idempotency.as_ref(),
                 )
                 .await?;
             return Ok(HttpResponse::Accepted().json(json!({ "broadcast": broadcast })));
