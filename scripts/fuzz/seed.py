@@ -6,10 +6,15 @@ Publishes notifications to USER (some with actions, some updated in place
 by key), reads, unreads, sees, archives, snoozes, acts on and deletes some
 of them, runs each bulk operation once and lets one expire (so the log
 holds every kind of event, for the streams and long-polls to replay), and
-starts a broadcast. Prints the ids it made as a TOML array, for the
-fuzzer's dictionary of path ids: random UUIDs would only ever find 404s,
-never an existing notification to change. Half of the notifications have
-the actions `open` and `dismiss`, the fuzzer's dictionary of action ids.
+starts a broadcast. Subscribes USER to the topics `news` and `team:ops`
+(the fuzzer's dictionary of topics) and publishes through them, turns the
+category `digest` off (a `preferences` event; a publish in it then skips
+USER, unless critical), publishes a batch, and schedules three publishes:
+one delivered, one canceled, one still scheduled. Prints the ids it made
+as a TOML array, for the fuzzer's dictionary of path ids: random UUIDs
+would only ever find 404s, never an existing notification or schedule to
+change. Half of the notifications have the actions `open` and `dismiss`,
+the fuzzer's dictionary of action ids.
 """
 
 import json
@@ -84,7 +89,23 @@ call("POST", "/v1/me/notifications/archive-all", {"category": "ops", "up_to_seq"
 call("POST", "/v1/me/notifications/delete-all", {"category": "social", "up_to_seq": 6})
 call("POST", "/v1/me/notifications/read-all", {"category": "billing"})
 broadcast = call("POST", "/v1/broadcasts", {"title": "Seeded broadcast"})
+# Targeting: topics, preferences (and `skipped`), critical, a batch.
+for topic in ("news", "team:ops"):
+    call("PUT", f"/v1/topics/{topic}/subscribers", {"users": [user, "fuzz-other"]})
+call("POST", "/v1/notifications", {"topics": ["team:ops", "news"], "title": "Seeded, by topic", "category": "ops"})
+call("PUT", "/v1/me/preferences/categories/digest", {"enabled": False})
+skipped = call("POST", "/v1/notifications", {"recipients": [user], "title": "Seeded, turned off", "category": "digest"})
+assert skipped["skipped"] == [{"user_id": user, "reason": "preferences"}], skipped
+call("POST", "/v1/notifications", {"recipients": [user], "title": "Seeded, critical", "category": "digest", "critical": True})
+call("POST", "/v1/notifications/batch", {"notifications": [{"recipients": [user], "title": f"Seeded batch {i}"} for i in range(3)]})
+# Schedules: one delivered in a moment, one canceled, one left scheduled.
+delivered = call("POST", "/v1/notifications", {"recipients": [user], "title": "Seeded, scheduled", "deliver_at": stamp(timedelta(seconds=2))})
+canceled = call("POST", "/v1/notifications", {"topics": ["news"], "title": "Seeded, canceled", "deliver_at": stamp(timedelta(days=3))})
+call("DELETE", f"/v1/schedules/{canceled['schedule']['id']}")
+waiting = call("POST", "/v1/notifications", {"recipients": [user], "title": "Seeded, waiting", "deliver_at": stamp(timedelta(days=30))})
 time.sleep(max(0.0, 8 - (time.monotonic() - started)))
+assert call("GET", f"/v1/schedules/{delivered['schedule']['id']}")["status"] == "delivered"
 # The deleted one stays in the list: a known id that answers 404.
 ids.append(broadcast["id"])
+ids += [s["schedule"]["id"] for s in (delivered, canceled, waiting)]
 print(json.dumps(ids))
