@@ -5,6 +5,7 @@
 //! cargo bench --bench publish -- throughput [--publishers 64] [--users 1000] [--seconds 20]
 //! cargo bench --bench publish -- latency [--users 1000] [--rate 2000] [--seconds 20]
 //! cargo bench --bench publish -- broadcast [--users N] [--publishers 8]
+//! cargo bench --bench publish -- topic [--users 10000]
 //! cargo bench --bench publish -- replay-memory [--users 300] [--per-user 500]
 //!     [--read-kib 4] [--read-ms 50] [--time-limit 900] [--max-rss-mib 12288]
 //! ```
@@ -42,6 +43,7 @@ enum Scenario {
     Throughput,
     Latency,
     Broadcast,
+    Topic,
     ReplayMemory,
 }
 
@@ -51,6 +53,7 @@ impl Scenario {
             Self::Throughput => "throughput",
             Self::Latency => "latency",
             Self::Broadcast => "broadcast",
+            Self::Topic => "topic",
             Self::ReplayMemory => "replay-memory",
         }
     }
@@ -62,6 +65,8 @@ struct Config {
     users: usize,
     seconds: f64,
     rate: f64,
+    /// `--users` was given (`topic` has its own default otherwise).
+    users_given: bool,
     replay: ReplayOptions,
 }
 
@@ -72,6 +77,7 @@ impl Default for Config {
             users: 1000,
             seconds: 20.0,
             rate: 2000.0,
+            users_given: false,
             replay: ReplayOptions::full(),
         }
     }
@@ -85,6 +91,7 @@ impl Config {
             users: 50,
             seconds: 1.0,
             rate: 200.0,
+            users_given: false,
             replay: ReplayOptions::smoke(),
         }
     }
@@ -113,6 +120,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             "throughput" => scenarios.push(Scenario::Throughput),
             "latency" => scenarios.push(Scenario::Latency),
             "broadcast" => scenarios.push(Scenario::Broadcast),
+            "topic" => scenarios.push(Scenario::Topic),
             "replay-memory" => scenarios.push(Scenario::ReplayMemory),
             "--bench" => {}
             "--publishers" => config.publishers = value()?.parse()?,
@@ -129,7 +137,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             "--max-rss-mib" => config.replay.max_rss_mib = value()?.parse()?,
             "--list" if !bench => return Ok(Plan::Skip),
             _ if bench => bail!(
-                "unknown argument {word:?}; usage: throughput|latency|broadcast|replay-memory [--publishers N] [--users N] [--seconds S] [--rate R] [--per-user N] [--read-kib K] [--read-ms MS] [--time-limit S] [--max-rss-mib M]"
+                "unknown argument {word:?}; usage: throughput|latency|broadcast|topic|replay-memory [--publishers N] [--users N] [--seconds S] [--rate R] [--per-user N] [--read-kib K] [--read-ms MS] [--time-limit S] [--max-rss-mib M]"
             ),
             // libtest flags such as --nocapture mean nothing here.
             _ if flag.starts_with("--") => {}
@@ -151,6 +159,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             Scenario::Throughput,
             Scenario::Latency,
             Scenario::Broadcast,
+            Scenario::Topic,
             Scenario::ReplayMemory,
         ];
     }
@@ -160,6 +169,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
     // `replay-memory` has its own default number of users.
     if let Some(users) = users {
         config.replay.users = users;
+        config.users_given = true;
     }
     if config.publishers == 0 || config.users == 0 || config.seconds <= 0.0 || config.rate <= 0.0 {
         bail!("--publishers, --users, --seconds and --rate must be positive");
@@ -208,6 +218,7 @@ fn main() -> anyhow::Result<()> {
                     Scenario::Throughput => throughput(&env, &config).await,
                     Scenario::Latency => latency(&env, &config).await,
                     Scenario::Broadcast => broadcast(&env, &config).await,
+                    Scenario::Topic => topic(&env, &config).await,
                     Scenario::ReplayMemory => unreachable!("run above"),
                 }
             });
@@ -739,6 +750,90 @@ async fn publish_until(
 
 /// A broadcast to `users` known users while single publishes keep going:
 /// how long until every user has it, and what it does to the singles.
+/// A publish to a topic of `--users` subscribers (10,000 unless given: the
+/// largest that is still one transaction) next to the same publish naming
+/// them all as recipients: what expanding the topic inside the publish
+/// transaction costs. Sequential publishes, each to every user.
+async fn topic(env: &Env, config: &Config) -> anyhow::Result<bool> {
+    let smoke = config.users < 1000 && !config.users_given;
+    let n = match (config.users_given, smoke) {
+        (true, _) | (false, true) => config.users,
+        (false, false) => 10_000,
+    };
+    let rounds = if smoke { 3 } else { 20 };
+    let token = env.publisher_token()?;
+    let members: Vec<String> = (0..n).map(|i| format!("bench-user-{i:06}")).collect();
+    for chunk in members.chunks(10_000) {
+        let r = env
+            .http
+            .put(env.url("/v1/topics/bench-topic/subscribers"))
+            .bearer_auth(&token)
+            .json(&json!({ "users": chunk }))
+            .send()
+            .await?;
+        if r.status() != 200 {
+            bail!("subscribe: {} {}", r.status(), r.text().await?);
+        }
+    }
+    println!(
+        "topic: {n} subscribers, {rounds} publishes to the topic, then {rounds} naming them all, fsync on ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let mut results = serde_json::Map::new();
+    for (label, body) in [
+        (
+            "topic",
+            json!({"topics": ["bench-topic"], "title": "to the topic"}),
+        ),
+        (
+            "recipients",
+            json!({"recipients": members, "title": "to each"}),
+        ),
+    ] {
+        let mut latencies = Vec::with_capacity(rounds);
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let sent = Instant::now();
+            let r = env
+                .http
+                .post(env.url("/v1/notifications"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await?;
+            if r.status() != 201 {
+                bail!("{label} publish: {} {}", r.status(), r.text().await?);
+            }
+            let answer: Value = r.json().await?;
+            let created = answer["notifications"].as_array().map_or(0, Vec::len);
+            if created != n {
+                bail!("{label} publish created {created} notifications, not {n}");
+            }
+            latencies.push(sent.elapsed().as_micros() as u64);
+        }
+        let rate = (rounds * n) as f64 / started.elapsed().as_secs_f64();
+        let p = Percentiles::of(&mut latencies);
+        println!(
+            "  {label}: publish to {n} p50 {} / p99 {}; {rate:.0} notifications/s",
+            ms(p.p50),
+            ms(p.p99)
+        );
+        results.insert(
+            label.to_owned(),
+            json!({"p50_us": p.p50, "p99_us": p.p99, "notifications_per_s": rate}),
+        );
+    }
+    println!(
+        "RESULT {}",
+        json!({"scenario": "topic", "subscribers": n, "rounds": rounds, "results": results})
+    );
+    Ok(true)
+}
+
 async fn broadcast(env: &Env, config: &Config) -> anyhow::Result<bool> {
     use std::sync::atomic::AtomicBool;
     let pool = sqlx::PgPool::connect(&env.db_url).await?;

@@ -43,7 +43,11 @@ CREATE INDEX schedules_due ON schedules (deliver_at) WHERE status = 'scheduled';
 
 -- A publish whose topics expand to more than 10,000 users is sent as a
 -- broadcast to those users (and the recipients it names), not to everyone.
+-- `request_hash`: set when the publish had an Idempotency-Key (the id then
+-- comes from the key), so a retry finds this broadcast instead of sending
+-- it again.
 ALTER TABLE broadcasts
-    ADD COLUMN topics     text[],
-    ADD COLUMN named      text[],
-    ADD COLUMN critical   boolean NOT NULL DEFAULT false;
+    ADD COLUMN topics       text[],
+    ADD COLUMN named        text[],
+    ADD COLUMN critical     boolean NOT NULL DEFAULT false,
+    ADD COLUMN request_hash bytea;

@@ -97,14 +97,26 @@ hooks = "$root/scripts/fuzz/hooks.py"
 enabled = true
 
 # Path ids are drawn from what the seeding made half of the time, so that
-# get, read, unread and delete also meet notifications that exist.
+# get, read, unread, seen, archive, snooze, actions and delete also meet
+# notifications that exist (and, for actions, ids they have), schedules are
+# read and canceled in every state, and topics and categories are ones the
+# user belongs to or has set.
 [dictionaries.ids]
 values = $ids
 [dictionaries.users]
 values = ["fuzz-user"]
+[dictionaries.actions]
+values = ["open", "dismiss"]
+[dictionaries.topics]
+values = ["news", "team:ops"]
+[dictionaries.categories]
+values = ["billing", "ops", "social", "digest"]
 [parameters]
 "path.id" = { dictionary = "ids", probability = 0.5 }
 "path.user_id" = { dictionary = "users", probability = 0.5 }
+"path.action_id" = { dictionary = "actions", probability = 0.5 }
+"path.topic" = { dictionary = "topics", probability = 0.5 }
+"path.category" = { dictionary = "categories", probability = 0.5 }
 
 # An SSE stream never ends by itself: each one is read for 1 s (its replay,
 # a reset, heartbeats) or 20 events, then checked event by event against the
@@ -113,6 +125,18 @@ values = ["fuzz-user"]
 include-operation-id = "streamMyEvents"
 request-timeout = 1
 generation.max-examples = $((examples / 4 + 1))
+
+# What a DELETE removes is not what these GETs read, so that they answer
+# 200 after it is right, not a use after free: unsubscribing users leaves
+# the topic's (remaining, possibly no) subscribers to list, and a canceled
+# schedule stays readable with `status` canceled.
+[[operations]]
+include-operation-id = "listTopicSubscribers"
+checks.use_after_free.enabled = false
+
+[[operations]]
+include-operation-id = "getSchedule"
+checks.use_after_free.enabled = false
 
 # Plain HTTP requests cannot complete a WebSocket handshake, so every valid
 # request to /v1/me/ws rightly answers 400 "not a WebSocket handshake" (as

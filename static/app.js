@@ -24,6 +24,12 @@
  * The badges are fed only by the `counts` every event carries (and the list
  * answer's totals after a load): counts derived from a partial list could
  * never be exact, the server's are.
+ *
+ * The settings panel has a switch per category (those of the loaded
+ * notifications and those the user has set). Like everything else it shows
+ * the preferences of the last `preferences` event (each carries the whole
+ * document), so a change made in another tab or on another device appears
+ * live; flipping a switch sends the change, and puts it back if that fails.
  */
 import {
   LANGUAGES, language, setLanguage, t, tNodes, count, relativeTime, fullTime, clockTime,
@@ -59,6 +65,7 @@ const ui = {
   switchDialog: byId('switch-dialog'), switchText: byId('switch-text'),
   switchWarning: byId('switch-warning'), switchKeep: byId('switch-keep'),
   switchAccept: byId('switch-accept'),
+  settings: byId('settings'), preferences: byId('preferences'), preferencesEmpty: byId('preferences-empty'),
   announce: byId('announce'),
 };
 
@@ -264,6 +271,8 @@ function startSession(token, claims = usableClaims(token)) {
     lastBulk: 0,           // seq of the last applied bulk event (read_all, archived_all, …)
     categories: new Set(),
     category: '',          // active filter, '' = all
+    prefs: new Map(),      // category -> enabled, as the user has set them (others are on)
+    prefsEvents: 0,        // `preferences` events applied (tells a stale GET answer)
     view: 'inbox',         // a key of VIEWS
     lastSeq: 0,            // last applied seq = the resume point
     unread: 0,             // the user's counts, from the last event or list answer
@@ -653,7 +662,11 @@ function apply(s, ev) {
       s.lastBulk = seq;
       bulk(s, ev.type, d);
       break;
-    default: break; // unknown types (preferences, …) still advance the cursor
+    case 'preferences':
+      s.prefsEvents += 1;
+      setPreferences(s, d.categories);
+      break;
+    default: break; // unknown types still advance the cursor
   }
   setCounts(s, counts);
   renderMeta(s);
@@ -698,6 +711,7 @@ async function reload(s) {
   renderMeta(s);
   s.markLoaded();
   wantSeen(s);
+  loadPreferences(s);
 }
 
 async function loadOlder(s) {
@@ -1041,6 +1055,68 @@ function noteCategory(s, category) {
   const option = el('option', null, category);
   option.value = category;
   ui.filter.append(option);
+  renderPreferences(s);
+}
+
+// ------------------------------------------------------------ preferences
+
+/**
+ * Asks for the preferences after a load: the list's snapshot comes first, so
+ * any change after it arrives as an event with a later seq. An event applied
+ * while this request ran is at least as new as its answer, which is dropped.
+ */
+async function loadPreferences(s) {
+  const gen = s.loadGen;
+  const events = s.prefsEvents;
+  let doc;
+  try {
+    doc = await api(s, '/v1/me/preferences');
+  } catch {
+    return; // shown as they were; the next load asks again
+  }
+  if (s.closed || gen !== s.loadGen || events !== s.prefsEvents) return;
+  setPreferences(s, doc?.categories);
+}
+
+/** A preferences document's `categories`, `{"<category>": {"enabled": bool}}`. */
+function setPreferences(s, categories) {
+  s.prefs = new Map(Object.entries(categories && typeof categories === 'object' ? categories : {})
+    .filter(([, p]) => typeof p?.enabled === 'boolean')
+    .map(([category, p]) => [category, p.enabled]));
+  renderPreferences(s);
+}
+
+/**
+ * One switch per category, in the reader's alphabetical order. Rows that
+ * exist are updated in place (a moved row would lose the keyboard focus).
+ */
+function renderPreferences(s) {
+  const categories = [...new Set([...s.categories, ...s.prefs.keys()])]
+    .sort((a, b) => a.localeCompare(b, language()));
+  const rows = new Map([...ui.preferences.children].map(li => [li.dataset.category, li]));
+  categories.forEach((category, i) => {
+    const li = rows.get(category) || preferenceRow(category);
+    rows.delete(category);
+    const input = li.querySelector('input');
+    input.checked = s.prefs.get(category) ?? true;
+    input.setAttribute('aria-label', t('preferenceLabel', { category }));
+    li.querySelector('.pref-state').textContent = t(input.checked ? 'preferenceOn' : 'preferenceOff');
+    if (ui.preferences.children[i] !== li) ui.preferences.insertBefore(li, ui.preferences.children[i] || null);
+  });
+  for (const li of rows.values()) li.remove();
+  ui.preferencesEmpty.hidden = categories.length > 0;
+}
+
+function preferenceRow(category) {
+  const li = el('li', 'pref');
+  li.dataset.category = category;
+  const label = el('label', 'pref-label');
+  const input = el('input', 'pref-switch');
+  input.type = 'checkbox';
+  input.setAttribute('role', 'switch');
+  label.append(el('span', 'pref-name', category), input, el('span', 'pref-state'));
+  li.append(label);
+  return li;
 }
 
 function refreshTimes() {
@@ -1075,6 +1151,8 @@ function showSignin(message = null) {
   ui.signinMessage.hidden = !message;
   ui.tokenInput.value = '';
   ui.signin.hidden = false;
+  ui.settings.hidden = true;
+  ui.preferences.replaceChildren();
   showConnection('closed', null);
 }
 
@@ -1105,6 +1183,7 @@ function renderTexts() {
     renderAccount(S);
     renderView(S);
     for (const item of S.items.values()) renderItemTexts(item);
+    renderPreferences(S);
     renderMeta(S);
   }
 }
@@ -1121,6 +1200,9 @@ function showCenter(s) {
   ui.empty.hidden = true;
   ui.loadOlder.hidden = true;
   ui.bell.hidden = false;
+  ui.preferences.replaceChildren();
+  ui.settings.hidden = false;
+  renderPreferences(s);
   renderView(s);
   renderPanel();
   renderMeta(s);
@@ -1232,6 +1314,18 @@ document.addEventListener('keydown', e => {
     menu.open = false;
     if (menu.contains(document.activeElement)) menu.querySelector('summary').focus();
   }
+});
+
+// A switch flipped: the change is sent, and shown for good when its event
+// arrives; if it fails, the switch goes back to what the server has.
+ui.preferences.addEventListener('change', async e => {
+  const input = e.target.closest('input.pref-switch');
+  const s = S;
+  if (!input || !s) return;
+  const category = input.closest('li').dataset.category;
+  input.closest('li').querySelector('.pref-state').textContent = t(input.checked ? 'preferenceOn' : 'preferenceOff');
+  const url = `/v1/me/preferences/categories/${encodeURIComponent(category)}`;
+  if (!(await act(url, 'PUT', 'preferenceFailed', { enabled: input.checked })) && S === s) renderPreferences(s);
 });
 
 ui.markAll.addEventListener('click', () =>

@@ -78,6 +78,13 @@ const MESSAGES = {
     archiveFailed: 'Could not archive: {error}',
     unarchiveFailed: 'Could not move to the inbox: {error}',
     snoozeFailed: 'Could not snooze: {error}',
+    settingsTitle: 'Notification settings',
+    settingsHint: 'Turn a category off to stop receiving its notifications. Critical notifications always arrive.',
+    settingsEmpty: 'No categories yet.',
+    preferenceOn: 'On',
+    preferenceOff: 'Off',
+    preferenceLabel: 'Receive notifications in {category}',
+    preferenceFailed: 'Could not change the setting: {error}',
   },
   'zh-CN': {
     language: '语言',
@@ -143,6 +150,13 @@ const MESSAGES = {
     archiveFailed: '无法归档：{error}',
     unarchiveFailed: '无法移回收件箱：{error}',
     snoozeFailed: '无法设置稍后提醒：{error}',
+    settingsTitle: '通知设置',
+    settingsHint: '关闭某个分类后，将不再收到该分类的通知。重要通知始终会送达。',
+    settingsEmpty: '暂无分类。',
+    preferenceOn: '开',
+    preferenceOff: '关',
+    preferenceLabel: '接收“{category}”分类的通知',
+    preferenceFailed: '无法更改设置：{error}',
   },
 };
 

@@ -238,7 +238,9 @@ fn parse_args(args: &[String]) -> anyhow::Result<Option<Plan>> {
     let smoke = !bench;
     if scenarios.is_empty() {
         if bench {
-            bail!("name a scenario: idle throughput bulk latency fanout replay broadcast scale all");
+            bail!(
+                "name a scenario: idle throughput bulk latency fanout replay broadcast scale all"
+            );
         }
         scenarios.extend(Scenario::ALL);
         scenarios.push(Scenario::Scale);

@@ -57,15 +57,19 @@ pub struct New<'a> {
     /// `None`: every known user.
     pub topics: Option<&'a [&'a str]>,
     pub named: Option<&'a [&'a str]>,
+    pub request_hash: Option<&'a [u8]>,
     pub created_by: &'a str,
     pub created_at: DateTime<Utc>,
 }
 
-pub async fn create(pool: &PgPool, b: &New<'_>) -> Result<Broadcast, sqlx::Error> {
+/// Stores a broadcast; `None` if one with its id exists already (a retry
+/// with the same Idempotency-Key: see `request_hash`).
+pub async fn create(pool: &PgPool, b: &New<'_>) -> Result<Option<Broadcast>, sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO broadcasts (id, title, body, category, data, expires_at, created_by, created_at,
-                                 actions, key, renotify, critical, topics, named)
-         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14)
+                                 actions, key, renotify, critical, topics, named, request_hash)
+         VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (id) DO NOTHING
          RETURNING id, status, recipients, created_at, created_by",
     )
     .bind(b.id)
@@ -82,8 +86,19 @@ pub async fn create(pool: &PgPool, b: &New<'_>) -> Result<Broadcast, sqlx::Error
     .bind(b.critical)
     .bind(b.topics)
     .bind(b.named)
-    .fetch_one(pool)
+    .bind(b.request_hash)
+    .fetch_optional(pool)
     .await
+}
+
+/// The request hash a broadcast was made with, if it exists.
+pub async fn request_hash(pool: &PgPool, id: Uuid) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let row: Option<Option<Vec<u8>>> =
+        sqlx::query_scalar("SELECT request_hash FROM broadcasts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.flatten())
 }
 
 pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<Broadcast>, sqlx::Error> {

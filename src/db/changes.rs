@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::notifications::{COLUMNS, unread_flag, unseen_flag};
+use super::notifications::{columns_of, unread_flag, unseen_flag};
 use crate::domain::UserId;
 use crate::domain::event::{Counts, Notification};
 
@@ -29,11 +29,7 @@ pub struct Changed {
 fn one(set: &str, when: &str) -> String {
     let (new_unread, old_unread) = (unread_flag("n."), unread_flag("o."));
     let (new_unseen, old_unseen) = (unseen_flag("n."), unseen_flag("o."));
-    let returned = COLUMNS
-        .split(", ")
-        .map(|c| format!("new.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let returned = columns_of("new.");
     format!(
         "WITH o AS (
              SELECT id, read_at, seen_at, archived_at, snoozed_until FROM notifications

@@ -12,6 +12,15 @@ use crate::domain::event::{Counts, Notification};
 pub const COLUMNS: &str = "id, seq, title, body, category, data, created_at, read_at, expires_at, \
      seen_at, archived_at, snoozed_until, actions, action_taken, key, updated_at, topic";
 
+/// `COLUMNS`, each under prefix `p` (`n.id, n.seq, …`).
+pub fn columns_of(p: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{p}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a row (its columns under prefix `p`) counts as unread, or
 /// unseen, in the user's counts (0 or 1). Archived and snoozed ones are out
 /// of the inbox, so they count in neither. Every statement that changes

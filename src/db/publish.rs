@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::notifications::{COLUMNS, unread_flag, unseen_flag};
+use super::notifications::{COLUMNS, columns_of, unread_flag, unseen_flag};
 use crate::domain::event::{Counts, Notification};
 
 /// Rows of one publish batch. Content is passed once per part and joined by
@@ -91,8 +91,13 @@ pub async fn publish_batch(
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             r#"WITH locked AS (
-             SELECT user_id, preferences FROM users WHERE user_id = ANY($1::text[])
-             ORDER BY user_id FOR UPDATE
+             -- A join, not `user_id = ANY($1)`: when a row was changed by a
+             -- commit this one waited for, PostgreSQL rechecks the row; with
+             -- an array condition each recheck sorted the whole array again.
+             SELECT u.user_id, u.preferences
+             FROM unnest($1::text[]) AS q(user_id)
+             JOIN users u ON u.user_id = q.user_id
+             ORDER BY u.user_id FOR UPDATE OF u
          ), c AS (
              SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
                                   $15::text[], $16::bool[])
@@ -247,11 +252,7 @@ pub async fn write_keyed(
 ) -> Result<Vec<Written>, sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         let (old_unread, old_unseen) = (unread_flag("o."), unseen_flag("o."));
-        let n_columns = COLUMNS
-            .split(", ")
-            .map(|c| format!("n.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let n_columns = columns_of("n.");
         format!(
             r#"WITH c AS (
              SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[],

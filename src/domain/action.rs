@@ -38,8 +38,10 @@ impl ActionId {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
     pub id: ActionId,
-    pub label: String,
+    // In the order PostgreSQL's jsonb keeps members (shorter keys first),
+    // so an action reads the same live and from the database.
     pub url: Option<String>,
+    pub label: String,
 }
 
 impl Action {
@@ -54,20 +56,33 @@ impl Action {
                 Self::MAX_LABEL_CHARS
             ));
         }
-        if let Some(u) = &url {
-            if u.len() > Self::MAX_URL_BYTES {
-                return Err(format!(
-                    "an action url is longer than {} bytes",
-                    Self::MAX_URL_BYTES
-                ));
+        let url = match url {
+            None => None,
+            Some(u) => {
+                if u.len() > Self::MAX_URL_BYTES {
+                    return Err(format!(
+                        "an action url is longer than {} bytes",
+                        Self::MAX_URL_BYTES
+                    ));
+                }
+                let parsed = url::Url::parse(&u)
+                    .map_err(|e| format!("an action url must be an absolute URL: {e}"))?;
+                if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+                    return Err("an action url must be an absolute http or https URL".into());
+                }
+                // Stored as parsed: spaces and non-ASCII percent-encoded, the
+                // host in its ASCII form, so clients get a well-formed URI.
+                let normal = String::from(parsed);
+                if normal.len() > Self::MAX_URL_BYTES {
+                    return Err(format!(
+                        "an action url is longer than {} bytes once encoded",
+                        Self::MAX_URL_BYTES
+                    ));
+                }
+                Some(normal)
             }
-            let parsed = url::Url::parse(u)
-                .map_err(|e| format!("an action url must be an absolute URL: {e}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
-                return Err("an action url must be an absolute http or https URL".into());
-            }
-        }
-        Ok(Self { id, label, url })
+        };
+        Ok(Self { id, url, label })
     }
 }
 

@@ -210,13 +210,15 @@ fn data(raw: &RawValue) -> Result<Option<NotificationData>, ApiError> {
 /// the JSON extractor answers: a value that cannot be represented (a number
 /// out of range) is malformed JSON, anything else wrong is invalid content.
 pub fn notification_body(text: &str) -> Result<NotificationBody, ApiError> {
-    serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            ApiError::Unprocessable(e.to_string())
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        }
-    })
+    serde_json::from_str(text)
+        .map(|Object(body)| body)
+        .map_err(|e| {
+            if e.is_data() {
+                ApiError::Unprocessable(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })
 }
 
 /// Bodies larger than this are decoded on the blocking pool. Decoding and
@@ -285,11 +287,36 @@ pub fn optional_json<T: serde::de::DeserializeOwned>(
             "the body must be sent as `Content-Type: application/json`".into(),
         ));
     }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        if e.is_data() {
-            ApiError::Unprocessable(e.to_string())
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+    serde_json::from_slice(body)
+        .map(|Object(t)| Some(t))
+        .map_err(|e| {
+            if e.is_data() {
+                ApiError::Unprocessable(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })
+}
+
+/// A request body that must be a JSON object. serde reads a struct from an
+/// array too, member by member in order (`[["u"], "title"]` would be a
+/// publish); wrapped in this, anything but an object is invalid content.
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Members<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
         }
-    })
+        deserializer
+            .deserialize_map(Members(std::marker::PhantomData))
+            .map(Object)
+    }
 }

@@ -97,46 +97,51 @@ impl BatchWriter {
                 });
             }
         }
-        let mut answers: Vec<Published> = units.iter().map(|_| Published::default()).collect();
-        let mut local = LocalEvents::default();
+        let mut out = Out {
+            answers: units.iter().map(|_| Published::default()).collect(),
+            local: LocalEvents::default(),
+        };
         if rows.ids.is_empty() {
-            return Ok((answers, local));
+            return Ok((out.answers, out.local));
         }
-        let at = Stamp {
+        let mut users: Vec<&str> = rows.users.clone();
+        users.sort_unstable();
+        users.dedup();
+        let batch = Batch {
+            units,
+            rows: &rows,
+            placed: &placed,
+            users,
             created_at,
             received,
         };
         if rows.keys.iter().all(Option::is_none) {
-            self.write_plain(conn, units, &rows, &placed, at, &mut answers, &mut local)
-                .await?;
+            self.write_plain(conn, &batch, &mut out).await?;
         } else {
-            self.write_keyed(conn, units, &rows, &placed, at, &mut answers, &mut local)
-                .await?;
+            self.write_keyed(conn, &batch, &mut out).await?;
         }
-        Ok((answers, local))
+        Ok((out.answers, out.local))
     }
 
     /// New notifications only: one statement (`db::publish::publish_batch`).
-    #[allow(clippy::too_many_arguments)]
     async fn write_plain(
         &self,
         conn: &mut PgConnection,
-        units: &[Unit<'_>],
-        rows: &NewRows<'_>,
-        placed: &[Row<'_>],
-        at: Stamp<'_>,
-        answers: &mut [Published],
-        local: &mut LocalEvents,
+        batch: &Batch<'_>,
+        out: &mut Out,
     ) -> Result<(), sqlx::Error> {
-        let mut users: Vec<&str> = rows.users.clone();
-        users.sort_unstable();
-        users.dedup();
+        let Batch {
+            units,
+            rows,
+            placed,
+            ..
+        } = *batch;
         let recipients = Recipients {
-            payloads: wakeup::split(&self.instance, &users),
-            users,
+            payloads: wakeup::split(&self.instance, &batch.users),
+            users: batch.users.clone(),
         };
         let written =
-            db::publish::publish_batch(conn, rows, &recipients, at.created_at, &self.instance)
+            db::publish::publish_batch(conn, rows, &recipients, batch.created_at, &self.instance)
                 .await?;
         let mut skipped = vec![false; rows.ids.len()];
         for &i in &written.skipped {
@@ -163,7 +168,7 @@ impl BatchWriter {
             })
             .collect();
         for (i, row) in placed.iter().enumerate() {
-            let answer = &mut answers[row.unit];
+            let answer = &mut out.answers[row.unit];
             if skipped[i] {
                 answer.skipped.push(skipped_user(row.user));
                 continue;
@@ -177,10 +182,10 @@ impl BatchWriter {
             };
             if self.hub.is_watched(row.user) {
                 let unit = &units[row.unit];
-                let mut event = notification(unit.content, &item, row.topic, at.created_at)
+                let mut event = notification(unit.content, &item, row.topic, batch.created_at)
                     .to_event(EventKind::Notification, item.seq, *counts);
-                event.published_at = Some(at.received[unit.request]);
-                local.push(row.user, event);
+                event.published_at = Some(batch.received[unit.request]);
+                out.local.push(row.user, event);
             }
             answer.notifications.push(item);
             *seq += 1;
@@ -194,22 +199,20 @@ impl BatchWriter {
     /// first, then each row is inserted or updates its key's notification,
     /// the `updated` events are appended and other instances are woken, all
     /// in the caller's transaction.
-    #[allow(clippy::too_many_arguments)]
     async fn write_keyed(
         &self,
         conn: &mut PgConnection,
-        units: &[Unit<'_>],
-        rows: &NewRows<'_>,
-        placed: &[Row<'_>],
-        at: Stamp<'_>,
-        answers: &mut [Published],
-        local: &mut LocalEvents,
+        batch: &Batch<'_>,
+        out: &mut Out,
     ) -> Result<(), sqlx::Error> {
-        let mut users: Vec<&str> = rows.users.clone();
-        users.sort_unstable();
-        users.dedup();
-        db::publish::lock_users(conn, &users).await?;
-        let written = db::publish::write_keyed(conn, rows, at.created_at).await?;
+        let Batch {
+            units,
+            rows,
+            placed,
+            ..
+        } = *batch;
+        db::publish::lock_users(conn, &batch.users).await?;
+        let written = db::publish::write_keyed(conn, rows, batch.created_at).await?;
         let mut by_row: Vec<Option<db::publish::Written>> =
             (0..rows.ids.len()).map(|_| None).collect();
         for w in written {
@@ -218,13 +221,12 @@ impl BatchWriter {
         }
         let mut updated = Updated::default();
         let mut last_seq: HashMap<&str, i64> = HashMap::new();
-        for (i, (row, w)) in placed.iter().zip(by_row).enumerate() {
-            let answer = &mut answers[row.unit];
+        for (row, w) in placed.iter().zip(by_row) {
+            let answer = &mut out.answers[row.unit];
             let Some(w) = w else {
                 answer.skipped.push(skipped_user(row.user));
                 continue;
             };
-            let _ = i;
             let kind = if w.updated {
                 EventKind::Updated
             } else {
@@ -239,14 +241,14 @@ impl BatchWriter {
             let watched = self.hub.is_watched(row.user);
             if w.updated || watched {
                 let mut event = w.notification.to_event(kind, w.event_seq, counts);
-                event.published_at = Some(at.received[units[row.unit].request]);
+                event.published_at = Some(batch.received[units[row.unit].request]);
                 if w.updated {
                     updated.users.push(row.user.as_str());
                     updated.seqs.push(w.event_seq);
                     updated.data.push(Arc::clone(&event.data));
                 }
                 if watched {
-                    local.push(row.user, event);
+                    out.local.push(row.user, event);
                 }
             }
             answer.notifications.push(PublishedItem {
@@ -280,11 +282,23 @@ impl BatchWriter {
     }
 }
 
-/// The batch's time, and when each request arrived.
-#[derive(Clone, Copy)]
-struct Stamp<'a> {
+/// One batch as rows: its units, the rows' columns, each row's place, the
+/// distinct recipients (in order), the batch's time and when each request
+/// arrived.
+struct Batch<'a> {
+    units: &'a [Unit<'a>],
+    rows: &'a NewRows<'a>,
+    placed: &'a [Row<'a>],
+    users: Vec<&'a str>,
     created_at: DateTime<Utc>,
     received: &'a [std::time::Instant],
+}
+
+/// What writing a batch gives: one answer per unit, and the events for this
+/// process's connections.
+struct Out {
+    answers: Vec<Published>,
+    local: LocalEvents,
 }
 
 /// The `updated` events of a batch, to append in one statement.

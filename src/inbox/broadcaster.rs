@@ -29,7 +29,7 @@ use crate::domain::{
 };
 use crate::inbox::InboxError;
 use crate::inbox::group_commit::GroupCommit;
-use crate::inbox::publishing::{BroadcastChunk, Content, Part, PublishRequest};
+use crate::inbox::publishing::{BroadcastChunk, Content, IdempotencyKey, Part, PublishRequest};
 
 /// How often unfinished broadcasts are looked for when nothing wakes the
 /// worker (another instance's broadcast, or one a dead instance left).
@@ -67,21 +67,22 @@ impl Broadcaster {
         content: &Content,
         created_by: &UserId,
     ) -> Result<db::broadcasts::Broadcast, InboxError> {
-        self.create_for(content, created_by, None).await
+        self.create_for(content, created_by, None, None).await
     }
 
     /// Stores a broadcast to the subscribers of `topics` and the `named`
-    /// users (a publish too large for one transaction).
+    /// users (a publish too large for one transaction). With an idempotency
+    /// key, a retry answers the first broadcast instead of sending again.
     pub async fn create_for_topics(
         &self,
         content: &Content,
         created_by: &UserId,
-        topics: &[TopicName],
-        named: &[UserId],
+        (topics, named): (&[TopicName], &[UserId]),
+        idempotency: Option<&IdempotencyKey>,
     ) -> Result<db::broadcasts::Broadcast, InboxError> {
         let topics: Vec<&str> = topics.iter().map(TopicName::as_str).collect();
         let named: Vec<&str> = named.iter().map(UserId::as_str).collect();
-        self.create_for(content, created_by, Some((&topics, &named)))
+        self.create_for(content, created_by, Some((&topics, &named)), idempotency)
             .await
     }
 
@@ -90,11 +91,16 @@ impl Broadcaster {
         content: &Content,
         created_by: &UserId,
         targets: Option<(&[&str], &[&str])>,
+        idempotency: Option<&IdempotencyKey>,
     ) -> Result<db::broadcasts::Broadcast, InboxError> {
-        let broadcast = db::broadcasts::create(
+        let id = match idempotency {
+            Some(k) => k.id_for("broadcast", created_by),
+            None => Uuid::now_v7(),
+        };
+        let created = db::broadcasts::create(
             &self.pool,
             &db::broadcasts::New {
-                id: Uuid::now_v7(),
+                id,
                 title: content.title.as_str(),
                 body: content.body.as_ref().map(Body::as_str),
                 category: content.category.as_ref().map(Category::as_str),
@@ -106,11 +112,29 @@ impl Broadcaster {
                 critical: content.critical,
                 topics: targets.map(|(t, _)| t),
                 named: targets.map(|(_, n)| n),
+                request_hash: idempotency.map(|k| k.request_hash.as_slice()),
                 created_by: created_by.as_str(),
                 created_at: now_micros(),
             },
         )
         .await?;
+        let Some(broadcast) = created else {
+            // A retry: the same request gets the first answer.
+            let first = db::broadcasts::request_hash(&self.pool, id).await?;
+            if first.as_deref() != idempotency.map(|k| k.request_hash.as_slice()) {
+                return Err(InboxError::Rejected(
+                    "this Idempotency-Key was used with a different request body",
+                ));
+            }
+            // The first answer again, as created (its progress is at
+            // `GET /v1/admin/broadcasts/{id}`).
+            let first = self.get(id).await?;
+            return Ok(db::broadcasts::Broadcast {
+                status: "pending".into(),
+                recipients: 0,
+                ..first
+            });
+        };
         // Start on it now rather than at the next check.
         self.wake.notify_one();
         Ok(broadcast)

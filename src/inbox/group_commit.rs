@@ -239,12 +239,14 @@ impl CommitWorker {
                     .iter()
                     .all(|p| p.content.key.is_none() && p.topics.is_empty() && p.via.is_empty())
         });
-        let (answers, local) = if plain {
+        let (mut by_request, local) = if plain {
             let units = units(requests, &outcomes, &HashMap::new());
             let mut conn = self.pool.acquire().await?;
-            self.writer
+            let (answers, local) = self
+                .writer
                 .write(&mut conn, &units, created_at, received)
-                .await?
+                .await?;
+            (collect(&units, answers), local)
         } else {
             let mut tx = self.pool.begin().await?;
             let claimed_keys = claim_keys(&mut tx, requests, &mut outcomes).await?;
@@ -252,19 +254,21 @@ impl CommitWorker {
             claim_schedules(&mut tx, requests, &mut outcomes).await?;
             let expanded = expand_topics(&mut tx, requests, &outcomes).await?;
             let units = units(requests, &outcomes, &expanded);
-            let written = self
+            let (answers, local) = self
                 .writer
                 .write(&mut tx, &units, created_at, received)
                 .await?;
-            let answers = collect(requests, &units, written.0.clone());
-            store_responses(&mut tx, requests, &claimed_keys, &answers).await?;
-            mark_delivered(&mut tx, requests, &answers).await?;
+            let by_request = collect(&units, answers);
+            store_responses(&mut tx, requests, &claimed_keys, &by_request).await?;
+            mark_delivered(&mut tx, requests, &by_request).await?;
             tx.commit().await?;
-            written
+            (by_request, local)
         };
-        let created = answers.iter().map(|p| p.notifications.len() as u64).sum();
-        let units = units(requests, &outcomes, &HashMap::new());
-        let mut by_request = collect(requests, &units, answers);
+        let created = by_request
+            .values()
+            .flatten()
+            .map(|p| p.notifications.len() as u64)
+            .sum();
         let outcomes = outcomes
             .into_iter()
             .enumerate()
@@ -311,17 +315,12 @@ fn units<'a>(
     units
 }
 
-/// Each request's answers, one per part, from the units' answers.
-fn collect(
-    requests: &[&PublishRequest],
-    units: &[Unit<'_>],
-    answers: Vec<Published>,
-) -> HashMap<usize, Vec<Published>> {
+/// Each request's answers, one per part (in order), from the units'.
+fn collect(units: &[Unit<'_>], answers: Vec<Published>) -> HashMap<usize, Vec<Published>> {
     let mut by_request: HashMap<usize, Vec<Published>> = HashMap::new();
     for (unit, answer) in units.iter().zip(answers) {
         by_request.entry(unit.request).or_default().push(answer);
     }
-    debug_assert!(by_request.keys().all(|&i| i < requests.len()));
     by_request
 }
 

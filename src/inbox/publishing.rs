@@ -40,6 +40,24 @@ impl IdempotencyKey {
             request_hash: Sha256::digest(canonical_request).to_vec(),
         }
     }
+
+    /// The id of what a publish with this key stores for later (a
+    /// schedule, a broadcast): the same for the same publisher and key, so a
+    /// retry finds the first one, and unlike any other (SHA-256 of both, as
+    /// a version 8 UUID).
+    pub fn id_for(&self, what: &str, publisher: &UserId) -> Uuid {
+        let digest = Sha256::new()
+            .chain_update(b"herald.")
+            .chain_update(what)
+            .chain_update(b"\0")
+            .chain_update(publisher.as_str())
+            .chain_update(b"\0")
+            .chain_update(&self.key)
+            .finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
 }
 
 /// One notification content and its addressees.

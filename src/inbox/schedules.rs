@@ -21,22 +21,6 @@ pub struct Schedules {
     pool: PgPool,
 }
 
-/// The id of a schedule made with an idempotency key: the same for the
-/// same publisher and key, and for nothing else (SHA-256 of both, as a
-/// version 8 UUID).
-fn keyed_id(publisher: &UserId, key: &str) -> Uuid {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(b"herald.schedule\0")
-        .chain_update(publisher.as_str())
-        .chain_update(b"\0")
-        .chain_update(key)
-        .finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
-
 /// Who asks: a publisher sees only its own schedules, an administrator all.
 pub struct Asker<'a> {
     pub user: &'a UserId,
@@ -60,7 +44,7 @@ impl Schedules {
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<Schedule, InboxError> {
         let id = match idempotency {
-            Some(k) => keyed_id(publisher, &k.key),
+            Some(k) => k.id_for("schedule", publisher),
             None => Uuid::now_v7(),
         };
         let request = part.to_stored();

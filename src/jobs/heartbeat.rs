@@ -24,21 +24,16 @@ pub async fn run(
     started_at: DateTime<Utc>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    super::every(INTERVAL, shutdown, || async {
         if let Err(e) = db::instances::heartbeat(&pool, &instance, started_at).await {
             tracing::warn!(error = %e, "cannot record this instance as alive");
-            continue;
+            return;
         }
         if let Err(e) = db::instances::forget_stale(&pool, FORGET_AFTER_SECS).await {
             tracing::warn!(error = %e, "cannot remove instances that are gone");
         }
-    }
+    })
+    .await;
     // A clean stop leaves the list at once rather than after a minute.
     let _ = tokio::time::timeout(
         Duration::from_secs(2),

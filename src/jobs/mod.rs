@@ -9,3 +9,26 @@ pub mod heartbeat;
 pub mod purge;
 pub mod schedules;
 pub mod timers;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Runs `round` every `period` until shutdown. A round that ends late
+/// delays the next rather than bunching them up.
+pub(crate) async fn every<F, Fut>(period: Duration, shutdown: CancellationToken, mut round: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        round().await;
+    }
+}

@@ -16,13 +16,8 @@ pub async fn run(
     settings: TimerSettings,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(settings.poll_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let period = Duration::from_millis(settings.poll_ms);
+    super::every(period, shutdown, || async {
         loop {
             match schedules.deliver_due(&publisher, settings.batch).await {
                 Ok(n) if n as i64 >= settings.batch => continue,
@@ -40,5 +35,6 @@ pub async fn run(
             }
             Err(e) => tracing::debug!(error = %e, "schedules: backlog unknown"),
         }
-    }
+    })
+    .await
 }

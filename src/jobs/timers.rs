@@ -10,13 +10,8 @@ use crate::inbox::Inbox;
 use crate::settings::TimerSettings;
 
 pub async fn run(inbox: Inbox, settings: TimerSettings, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_millis(settings.poll_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let period = Duration::from_millis(settings.poll_ms);
+    super::every(period, shutdown, || async {
         // A full round may leave more due: go again at once.
         loop {
             match inbox.fire_due(settings.batch).await {
@@ -28,5 +23,6 @@ pub async fn run(inbox: Inbox, settings: TimerSettings, shutdown: CancellationTo
                 }
             }
         }
-    }
+    })
+    .await
 }

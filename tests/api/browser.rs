@@ -2,9 +2,11 @@
 //! DevTools protocol: live delivery, reconnect after the server drops the
 //! connection, tabs converging through the log, the transport fallbacks, the
 //! page's two languages, and sign-in links for another user. The inbox
-//! features of contract v2 are in `browser/inbox.rs`.
+//! features of contract v2 are in `browser/inbox.rs`, the settings panel
+//! (category preferences) in `browser/preferences.rs`.
 
 mod inbox;
+mod preferences;
 
 use std::path::PathBuf;
 

@@ -1,8 +1,9 @@
 //! What fuzzing the API against openapi.yaml (scripts/fuzz.sh) found, each
 //! pinned by a test: undocumented methods answer 405 with `Allow`, U+0000
 //! (which PostgreSQL cannot store) is refused up front instead of failing
-//! with a 500, and an `expires_at` that cannot be written back as RFC 3339
-//! is refused.
+//! with a 500, an `expires_at` that cannot be written back as RFC 3339
+//! is refused, a body that is a JSON array is not read as an object, and an
+//! action URL is stored as a well-formed URI.
 
 use serde_json::{Value, json};
 
@@ -190,4 +191,105 @@ async fn expires_at_must_be_writable_back_as_rfc_3339() {
     assert_eq!(r.status(), 200);
     let notification: Value = r.json().await.unwrap();
     assert_eq!(notification["expires_at"], "9999-12-31T23:59:59.999999Z");
+}
+
+/// serde reads a struct from an array member by member; fuzzing found
+/// `[null, null]` accepted as a bulk body (it deleted everything) and an
+/// array accepted as a publish. Every object body now refuses arrays.
+#[tokio::test]
+async fn array_bodies_are_invalid_content_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let item = app.publish(&["arr"], "keep").await.remove(0);
+    let id = item["id"].as_str().unwrap();
+    let before = app.row_counts().await;
+    let user = app.token("arr", &[]);
+    let publisher = app.publisher();
+    let cases: Vec<(reqwest::Method, String, &String, Value)> = vec![
+        (
+            reqwest::Method::POST,
+            "/v1/me/notifications/delete-all".into(),
+            &user,
+            json!([null, null]),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/me/notifications/read-all".into(),
+            &user,
+            json!([null, 0]),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/me/notifications/{id}/snooze"),
+            &user,
+            json!(["2030-01-01T00:00:00Z"]),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/me/preferences/categories/news".into(),
+            &user,
+            json!([false]),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/notifications".into(),
+            &publisher,
+            json!([["arr"], "array body"]),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/notifications/batch".into(),
+            &publisher,
+            json!([[{"recipients": ["arr"], "title": "t"}]]),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/topics/t/subscribers".into(),
+            &publisher,
+            json!([["arr"]]),
+        ),
+    ];
+    for (method, path, token, body) in cases {
+        let r = app
+            .http
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{method} {path}");
+        assert_problem(r, 422, "a JSON object").await;
+    }
+    assert_eq!(app.row_counts().await, before);
+    let topics: i64 = sqlx::query_scalar("SELECT count(*) FROM topic_subscribers")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(topics, 0);
+}
+
+/// The URL parser accepts what is not a URI (spaces, non-ASCII, a leading
+/// space); what is stored and sent is its normalised, encoded form.
+#[tokio::test]
+async fn action_urls_are_stored_as_well_formed_uris() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post_notification(&json!({
+            "recipients": ["url"], "title": "t",
+            "actions": [
+                {"id": "a", "label": "A", "url": " https://a.example/b c"},
+                {"id": "b", "label": "B", "url": "https://ä.example/ä"}
+            ]
+        }))
+        .await;
+    assert_eq!(r.status(), 201);
+    let listed = app.list("url", "").await;
+    let actions = &listed["items"][0]["actions"];
+    assert_eq!(
+        actions,
+        &json!([
+            {"id": "a", "url": "https://a.example/b%20c", "label": "A"},
+            {"id": "b", "url": "https://xn--4ca.example/%C3%A4", "label": "B"}
+        ])
+    );
 }

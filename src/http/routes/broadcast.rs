@@ -28,6 +28,14 @@ pub async fn create(
                 "a broadcast goes to every known user: `recipients` is not allowed".into(),
             ));
         }
+        // A broadcast goes to everyone, now: a publish to `topics` (with
+        // `deliver_at` if need be) is the way to reach fewer, or later.
+        if body.topics.is_some() || body.deliver_at.is_some() {
+            return Err(ApiError::Unprocessable(
+                "a broadcast takes neither `topics` nor `deliver_at`: publish to topics instead"
+                    .into(),
+            ));
+        }
         body.content()
     })
     .await?;

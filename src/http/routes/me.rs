@@ -10,7 +10,7 @@ use crate::db::notifications::{ListFilter, Status};
 use crate::domain::{ActionId, Category};
 use crate::http::auth::User;
 use crate::http::error::ApiError;
-use crate::http::payloads;
+use crate::http::payloads::{self, Object};
 use crate::http::state::AppState;
 use crate::inbox::changes::{BulkOp, UserChange};
 
@@ -142,9 +142,9 @@ pub async fn snooze(
     state: web::Data<AppState>,
     user: User,
     id: web::Path<Uuid>,
-    body: web::Json<SnoozeBody>,
+    body: web::Json<Object<SnoozeBody>>,
 ) -> Result<HttpResponse, ApiError> {
-    let until = DateTime::parse_from_rfc3339(&body.until)
+    let until = DateTime::parse_from_rfc3339(&body.0.0.until)
         .map_err(|e| ApiError::Unprocessable(format!("until must be an RFC 3339 date-time: {e}")))?
         .with_timezone(&Utc)
         // Stored to the microsecond; the event says what is stored.

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::domain::{Category, UserId};
 use crate::http::auth::{Admin, User};
 use crate::http::error::ApiError;
+use crate::http::payloads::Object;
 use crate::http::state::AppState;
 
 #[derive(Deserialize)]
@@ -31,12 +32,12 @@ pub async fn set(
     state: web::Data<AppState>,
     User(p): User,
     name: web::Path<String>,
-    body: web::Json<Setting>,
+    body: web::Json<Object<Setting>>,
 ) -> Result<HttpResponse, ApiError> {
     let category = category(name.into_inner())?;
     let doc = state
         .inbox
-        .set_preference(&p.user, &category, body.enabled)
+        .set_preference(&p.user, &category, body.0.0.enabled)
         .await?;
     Ok(HttpResponse::Ok().json(doc))
 }
@@ -54,14 +55,14 @@ pub async fn admin_set(
     state: web::Data<AppState>,
     Admin(_): Admin,
     path: web::Path<(String, String)>,
-    body: web::Json<Setting>,
+    body: web::Json<Object<Setting>>,
 ) -> Result<HttpResponse, ApiError> {
     let (user_id, name) = path.into_inner();
     let user = user(&user_id)?;
     let category = category(name)?;
     let doc = state
         .inbox
-        .set_preference(&user, &category, body.enabled)
+        .set_preference(&user, &category, body.0.0.enabled)
         .await?;
     Ok(HttpResponse::Ok().json(doc))
 }

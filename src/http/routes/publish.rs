@@ -64,7 +64,12 @@ fn idempotency(text: &str, key: Option<String>) -> Result<Option<IdempotencyKey>
 
 /// One publish body, checked: its part and when to deliver it (`None`: now).
 fn check_part(text: &str) -> Result<(Part, Option<DateTime<Utc>>), ApiError> {
-    let mut body = payloads::notification_body(text)?;
+    check_body(payloads::notification_body(text)?)
+}
+
+fn check_body(
+    mut body: payloads::NotificationBody,
+) -> Result<(Part, Option<DateTime<Utc>>), ApiError> {
     let topics = body.topics()?;
     let deliver_at = body.deliver_at()?;
     let recipients = match body.recipients.take().flatten() {
@@ -119,8 +124,8 @@ pub async fn publish(
                 .create_for_topics(
                     &part.content,
                     &principal.user,
-                    &part.topics,
-                    &part.recipients,
+                    (&part.topics, &part.recipients),
+                    idempotency.as_ref(),
                 )
                 .await?;
             return Ok(HttpResponse::Accepted().json(json!({ "broadcast": broadcast })));
@@ -144,13 +149,14 @@ struct BatchBody {
 
 /// A batch, checked: every element, and the batch as a whole.
 fn check_batch(text: &str) -> Result<Vec<Part>, ApiError> {
-    let body: BatchBody = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            ApiError::Unprocessable(e.to_string())
-        } else {
-            ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
-        }
-    })?;
+    let payloads::Object(body): payloads::Object<BatchBody> =
+        serde_json::from_str(text).map_err(|e| {
+            if e.is_data() {
+                ApiError::Unprocessable(e.to_string())
+            } else {
+                ApiError::BadRequest(format!("the body is not valid JSON: {e}"))
+            }
+        })?;
     if body.notifications.is_empty() || body.notifications.len() > MAX_BATCH {
         return Err(ApiError::Unprocessable(format!(
             "notifications must list 1 to {MAX_BATCH} publishes"
@@ -173,7 +179,7 @@ fn check_batch(text: &str) -> Result<Vec<Part>, ApiError> {
                 "a batch element takes neither `topics` nor `deliver_at`".into(),
             )));
         }
-        let (part, _) = check_part(raw.get()).map_err(at)?;
+        let (part, _) = check_body(fields).map_err(at)?;
         total += part.recipients.len();
         if total > MAX_RECIPIENTS {
             return Err(ApiError::Unprocessable(format!(

@@ -8,6 +8,7 @@ use crate::db;
 use crate::domain::{TopicName, UserId};
 use crate::http::auth::{Publisher, User};
 use crate::http::error::ApiError;
+use crate::http::payloads::Object;
 use crate::http::state::AppState;
 
 /// The most users one membership change names.
@@ -44,10 +45,10 @@ pub async fn subscribe(
     state: web::Data<AppState>,
     Publisher(_): Publisher,
     name: web::Path<String>,
-    body: web::Json<Members>,
+    body: web::Json<Object<Members>>,
 ) -> Result<HttpResponse, ApiError> {
     let topic = topic(&name)?;
-    let users = body.checked()?;
+    let users = body.0.0.checked()?;
     let mut conn = state.pool.acquire().await?;
     let added = db::topics::subscribe(&mut conn, topic.as_str(), &users).await?;
     Ok(HttpResponse::Ok().json(json!({ "added": added })))
@@ -57,10 +58,10 @@ pub async fn unsubscribe(
     state: web::Data<AppState>,
     Publisher(_): Publisher,
     name: web::Path<String>,
-    body: web::Json<Members>,
+    body: web::Json<Object<Members>>,
 ) -> Result<HttpResponse, ApiError> {
     let topic = topic(&name)?;
-    let users = body.checked()?;
+    let users = body.0.0.checked()?;
     let mut conn = state.pool.acquire().await?;
     let removed = db::topics::unsubscribe(&mut conn, topic.as_str(), &users).await?;
     Ok(HttpResponse::Ok().json(json!({ "removed": removed })))

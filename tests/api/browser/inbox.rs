@@ -11,7 +11,7 @@ use super::{Browser, LIVE, ONE_ITEM, Tab, page_url};
 use crate::support::{TestApp, scratch_dir};
 
 /// English, whatever the machine's locale: the tests read the page's texts.
-async fn browser(name: &str) -> Browser {
+pub(super) async fn browser(name: &str) -> Browser {
     Browser::launch_with(name, &["--accept-lang=en-US,en"]).await
 }
 
@@ -59,7 +59,7 @@ fn in_item(title: &str, selector: &str) -> String {
 }
 
 impl Tab<'_> {
-    async fn click(&self, element: &str) {
+    pub(super) async fn click(&self, element: &str) {
         assert_eq!(
             self.eval(&format!(
                 "(e => {{ if (!e) return false; e.click(); return true; }})({element})"

@@ -1,6 +1,7 @@
 //! Fault tests: the service killed mid-traffic and restarted, PostgreSQL
-//! going away under open streams, the LISTEN connection lost on every
-//! instance, a stalled client next to a healthy one, and connection churn.
+//! going away under open streams, scheduled publishes coming due across
+//! both, the LISTEN connection lost on every instance, a stalled client
+//! next to a healthy one, and connection churn.
 //! Real processes, real PostgreSQL, real SSE / WebSocket / long-poll clients;
 //! every check is exact: each event exactly once, in seq order.
 
@@ -9,6 +10,8 @@ mod kill_restart;
 mod listener_loss;
 mod postgres_outage;
 mod publishers;
+mod schedules;
+mod snooze_restart;
 mod stalled_client;
 mod subscribers;
 

@@ -27,6 +27,6 @@ pub use logs::captured_logs;
 pub use problem::{assert_problem, assert_problem_parts};
 pub use process::Herald;
 pub use service::Service;
-pub use sse::data;
+pub use sse::{SseClient, data};
 pub use tokens::TEST_SECRET;
 pub use wait::{WAIT, wait_for, wait_within};
