@@ -121,7 +121,9 @@ export interface Snapshot {
   readonly counts: Counts;
   /** Older notifications wait for loadMore(). */
   readonly hasMore: boolean;
-  /** Known once a `preferences` event arrived. */
+  /** The first page of the current filter is loaded (false while it (re)loads). */
+  readonly ready: boolean;
+  /** The user's preferences: asked for after each first page, then kept current by `preferences` events. */
   readonly preferences: Preferences | null;
   readonly filter: Filter;
   /** Whether this tab holds the live connection (the others follow it). */
@@ -143,6 +145,8 @@ export interface HeraldClient extends Snapshot {
   loadMore(): Promise<boolean>;
   /** Shows another view or category (the first page of it is loaded). */
   setFilter(filter: Partial<Filter>): Promise<void>;
+  /** Turns a category on or off; `preferences` changes when its event arrives. */
+  setPreference(category: string, enabled: boolean): Promise<void>;
   markRead(id: string): Promise<void>;
   markUnread(id: string): Promise<void>;
   markSeen(id: string): Promise<void>;

@@ -240,6 +240,7 @@ export function createClient(options = {}) {
   let cursor = 0;        // where a new connection resumes: the last seq received (a reset moves it back)
   let counts = { unread: 0, unseen: 0 };
   let preferences = null;
+  let preferenceEvents = 0; // `preferences` events applied (they make an answer asked for before them stale)
   let filter = { view: 'inbox', category: null };
   /** Every notification known, by id, as of `lastSeq`: the loaded pages plus what events brought, in any view. */
   let known = new Map();
@@ -387,7 +388,26 @@ export function createClient(options = {}) {
       }
       reconcile();
       changed();
+      loadPreferences(g);
       return true;
+    }
+  }
+
+  /**
+   * The preferences document, asked for after the page: a change after the
+   * page's snapshot arrives as an event, and an event applied while this
+   * request ran is at least as new as its answer, which is then dropped.
+   */
+  async function loadPreferences(g) {
+    const events = preferenceEvents;
+    try {
+      const doc = await api('GET', '/v1/me/preferences');
+      if (g === gen && events === preferenceEvents && doc && typeof doc == 'object') {
+        preferences = doc;
+        changed();
+      }
+    } catch (err) {
+      if (err.status !== 404) report(err); // a server without preferences: they come with events, if ever
     }
   }
 
@@ -430,6 +450,7 @@ export function createClient(options = {}) {
     lastSeq = seq;
     if (reading) journal.push(ev);
     if (type === 'preferences') {
+      preferenceEvents++;
       preferences = notificationOf(d);
     } else if (typeof d.id == 'string') {
       const n = known.get(d.id);
@@ -590,11 +611,15 @@ export function createClient(options = {}) {
     openedAt = 0;
     setState(worked ? 'reconnecting' : 'connecting', kind);
     if (why === 'auth' || (tokenExp && tokenExp <= now() + 1000)) {
+      const old = token;
       await renewToken().catch(report);
+      // The same token again, refused or ended: the application has to act
+      // (sign in again); the client keeps trying, backing off.
+      if (why === 'auth' && token === old) report(Object.assign(new Error('the server refuses the token'), { status: 401 }));
     } else if (!wasOpen && kind === 'ws') {
       // A refused WebSocket handshake looks like any failure; REST tells
       // (and asks getToken again on a 401).
-      await api('GET', '/v1/me/counts').catch(() => {});
+      await api('GET', '/v1/me/counts').catch(err => { if (err.status === 401) report(err); });
     }
     if (r !== run || !leader) return;
     // A new token is tried at once, the first time.
@@ -867,6 +892,7 @@ export function createClient(options = {}) {
     get notifications() { return visible(); },
     get counts() { return counts; },
     get hasMore() { return nextBefore != null; },
+    get ready() { return ready; },
     get preferences() { return preferences; },
     get filter() { return filter; },
     get leader() { return leader; },
@@ -874,7 +900,7 @@ export function createClient(options = {}) {
     get snapshot() {
       return snap || (snap = Object.freeze({
         state, transport, lastSeq, notifications: visible(), counts,
-        hasMore: nextBefore != null, preferences, filter, leader,
+        hasMore: nextBefore != null, ready, preferences, filter, leader,
       }));
     },
 
@@ -947,6 +973,10 @@ export function createClient(options = {}) {
       changed();
       return running ? reload().then(() => {}) : Promise.resolve();
     },
+
+    /** Turns a category on or off for this user; `preferences` follows with its event. */
+    setPreference: (category, enabled) =>
+      api('PUT', `/v1/me/preferences/categories/${enc(category)}`, { enabled: !!enabled }).then(() => {}),
 
     markRead: id => single(id, n => ({ ...n, read_at: n.read_at || iso(), seen_at: n.seen_at || iso() }), n => !n || n.read_at, '/read'),
     markUnread: id => single(id, n => ({ ...n, read_at: null }), n => !n || !n.read_at, '/unread'),

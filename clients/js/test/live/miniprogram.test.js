@@ -7,7 +7,7 @@ import http from 'node:http';
 import WebSocket from 'ws';
 
 import { createClient } from '../../miniprogram.js';
-import { HERALD, connections, disconnect, matchesServer, mint, publish, until, user } from './support.js';
+import { HERALD, connections, disconnect, keep, matchesServer, mint, publish, until, user } from './support.js';
 
 /**
  * WeChat's API as mini-programs see it: callbacks, `statusCode`, tasks with
@@ -79,7 +79,7 @@ for (const [name, options] of [['wx', {}], ['uni', { promises: true }]]) {
     const sub = user(`mini-${name}`);
     await publish(sub, { title: 'first' });
     const wx = miniProgramApi(options);
-    const c = createClient({ url: HERALD, getToken: () => mint(sub), wx });
+    const c = keep(createClient({ url: HERALD, getToken: () => mint(sub), wx }));
     await c.start();
     await until(() => c.state === 'live', 'live');
     assert.equal(c.transport, 'ws');
@@ -99,7 +99,7 @@ for (const [name, options] of [['wx', {}], ['uni', { promises: true }]]) {
 test('when sockets fail, the mini-program client long-polls through wx.request', async () => {
   const sub = user('mini-poll');
   const wx = miniProgramApi({ socketsFail: true });
-  const c = createClient({ url: HERALD, getToken: () => mint(sub), wx });
+  const c = keep(createClient({ url: HERALD, getToken: () => mint(sub), wx }));
   await c.start();
   await until(() => c.state === 'live', 'live', 15000);
   assert.equal(c.transport, 'poll');

@@ -3,6 +3,7 @@
 // verifies tokens with come from the environment.
 import { createHmac, randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
+import { afterEach } from 'node:test';
 
 export const HERALD = process.env.HERALD_URL;
 const SECRET = process.env.HERALD_TEST_SECRET;
@@ -18,6 +19,11 @@ export function mint(sub, { ttl = 3600, scope, secret = SECRET } = {}) {
   const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, iat: now, exp: now + ttl, ...(scope ? { scope } : {}) })}`;
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
+
+/** Clients to stop after each test, passed or failed (one left running would keep the process alive). */
+const kept = [];
+afterEach(() => { for (const c of kept.splice(0)) c.stop(); });
+export const keep = client => { kept.push(client); return client; };
 
 /** A user of its own for each test. */
 export const user = name => `${name}-${randomUUID().slice(0, 8)}`;

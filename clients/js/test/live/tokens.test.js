@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 
 import { createClient } from '../../herald.js';
-import { HERALD, matchesServer, mint, publish, until, user } from './support.js';
+import { HERALD, keep, matchesServer, mint, publish, until, user } from './support.js';
 
 const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 
@@ -14,10 +14,10 @@ for (const transport of ['sse', 'ws', 'poll']) {
     const sub = user(`node-renew-${transport}`);
     let asked = 0;
     // Three-second tokens: Herald closes live connections at exp.
-    const c = createClient({
+    const c = keep(createClient({
       url: HERALD, WebSocket, share: false, transports: [transport],
       getToken: () => { asked++; return mint(sub, { ttl: 3 }); },
-    });
+    }));
     await c.start();
     await until(() => c.state === 'live', 'live');
     const states = [];
@@ -40,10 +40,10 @@ test('a refused token asks getToken again, and so does a stream the server ends 
   const short = mint(sub, { ttl: 3 });
   const given = [mint(sub, { secret: 'not-the-servers-secret-not-the-servers' }), short, short];
   let asked = 0;
-  const c = createClient({
+  const c = keep(createClient({
     url: HERALD, share: false, transports: ['sse'],
     getToken: () => given[asked++] ?? mint(sub),
-  });
+  }));
   const states = [];
   c.on('state', s => states.push(s));
   await c.start();

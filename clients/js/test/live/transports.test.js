@@ -6,17 +6,17 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 
 import { createClient } from '../../herald.js';
-import { HERALD, as, disconnect, leavesNothing, matchesServer, mint, publish, recordingFetch, until, user } from './support.js';
+import { HERALD, as, disconnect, keep, leavesNothing, matchesServer, mint, publish, recordingFetch, until, user } from './support.js';
 
 function client(sub, transport, options = {}) {
-  return createClient({
+  return keep(createClient({
     url: HERALD,
     getToken: () => mint(sub),
     transports: [transport],
     WebSocket,
     share: false,
     ...options,
-  });
+  }));
 }
 
 /** Every event the client applies, to check order and uniqueness. */

@@ -1,14 +1,19 @@
 // The connection against a scripted server: backoff, fallback between
 // transports, token renewal, one connection for several tabs, and stop().
-import { test } from 'node:test';
+import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { createClient } from '../../herald.js';
 import { fakeHerald, notification as n, page, ev, token, settle, until } from '../support/fake.js';
 
+// Every client a test made stops after it, even when an assertion failed
+// (a client left running would keep the test process alive).
+const made = [];
+afterEach(() => { for (const c of made.splice(0)) c.stop(); });
+
 function client(server, options = {}) {
   const tok = token('alice');
-  return createClient({
+  const c = createClient({
     url: 'http://herald.test',
     getToken: async () => tok,
     fetch: server.fetch,
@@ -17,6 +22,8 @@ function client(server, options = {}) {
     share: false,
     ...options,
   });
+  made.push(c);
+  return c;
 }
 
 /**
@@ -136,7 +143,7 @@ test('a refused token asks getToken again, for REST and for the stream', async (
   const c = client(server, { getToken: async () => given[Math.min(asked++, given.length - 1)] });
   await c.start();
   assert.equal(asked, 2);
-  assert.deepEqual(server.requests.map(r => r.auth), [bad, good]);
+  assert.deepEqual(server.requests.filter(r => r.path.startsWith('/v1/me/notifications?')).map(r => r.auth), [bad, good]);
   await until(() => c.state === 'live');
   assert.equal(server.socket().token, good);
 
@@ -147,6 +154,20 @@ test('a refused token asks getToken again, for REST and for the stream', async (
   server.socket().drop(4001);
   await until(() => server.socket()?.token === given[2], 'reconnected with the third token');
   assert.equal(server.socket().from, 2);
+  c.stop();
+});
+
+test('a token the server keeps refusing is reported as an error with status 401', async () => {
+  const server = fakeHerald();
+  server.pages = [page([])];
+  const tok = token('alice');
+  const c = client(server, { getToken: async () => tok });
+  await c.start();
+  await until(() => c.state === 'live');
+  const errors = [];
+  c.on('error', e => errors.push(e.status));
+  server.socket().drop(4001); // ended at exp, and getToken has nothing newer
+  await until(() => errors.includes(401), 'reported');
   c.stop();
 });
 

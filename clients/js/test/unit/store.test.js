@@ -1,14 +1,19 @@
 // The store against a scripted server: ordering, duplicates, reset, counts,
 // every event type, optimistic changes and paging.
-import { test } from 'node:test';
+import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { createClient } from '../../herald.js';
 import { fakeHerald, notification as n, page, ev, token, settle, until } from '../support/fake.js';
 
+// Every client a test made stops after it, even when an assertion failed
+// (a client left running would keep the test process alive).
+const made = [];
+afterEach(() => { for (const c of made.splice(0)) c.stop(); });
+
 function client(server, options = {}) {
   const tok = token('alice');
-  return createClient({
+  const c = createClient({
     url: 'http://herald.test/',
     getToken: async () => tok,
     fetch: server.fetch,
@@ -17,6 +22,8 @@ function client(server, options = {}) {
     share: false,
     ...options,
   });
+  made.push(c);
+  return c;
 }
 
 async function live(server, options) {
@@ -291,6 +298,7 @@ test('snapshots change identity exactly when something changed', async () => {
   const server = fakeHerald();
   server.pages = [page([n(1)])];
   const c = await live(server);
+  await until(() => c.preferences, 'the preferences document');
   const a = c.snapshot;
   assert.equal(c.snapshot, a);
   assert.ok(Object.isFrozen(a));
@@ -301,5 +309,43 @@ test('snapshots change identity exactly when something changed', async () => {
   assert.equal(a.notifications.length, 1, 'an old snapshot stays as it was');
   server.socket().deliver(ev(2, 'notification', n(2)));
   assert.equal(c.snapshot, b, 'a duplicate changes nothing');
+  c.stop();
+});
+
+test('preferences: the document after the first page, then its events; an answer older than an event is dropped', async () => {
+  const server = fakeHerald();
+  server.pages = [page([n(1)])];
+  let answers = 0;
+  server.answer = (method, path, body) => {
+    if (path === '/v1/me/preferences') {
+      answers++;
+      return { status: 200, body: { categories: { ci: { enabled: answers === 1 } } } };
+    }
+    return { status: 200, body: { categories: {}, seen: body } };
+  };
+  const c = await live(server);
+  await until(() => c.preferences, 'loaded');
+  assert.deepEqual(c.preferences, { categories: { ci: { enabled: true } } });
+  assert.equal(c.ready, true);
+
+  await c.setPreference('ci', false);
+  const put = server.requests.at(-1);
+  assert.equal(put.method, 'PUT');
+  assert.equal(put.path, '/v1/me/preferences/categories/ci');
+  assert.deepEqual(put.body, { enabled: false });
+  assert.deepEqual(c.preferences.categories.ci, { enabled: true }, 'the event decides, not the answer');
+  server.socket().deliver(ev(2, 'preferences', { categories: { ci: { enabled: false } }, counts: { unread: 1, unseen: 1 } }));
+  assert.deepEqual(c.preferences, { categories: { ci: { enabled: false } } });
+
+  // A reset reloads the page, then asks again; an event that arrives while
+  // that request runs is newer than its answer.
+  server.pages = [page([n(1)], { last_seq: 3 })];
+  server.hold('/v1/me/preferences');
+  server.socket().deliver(ev(3, 'reset', { last_seq: 3 }));
+  await until(() => server.held.length === 1, 'asked again');
+  server.socket().deliver(ev(4, 'preferences', { categories: { ci: { enabled: false }, ads: { enabled: false } } }));
+  server.release();
+  await settle();
+  assert.deepEqual(c.preferences, { categories: { ci: { enabled: false }, ads: { enabled: false } } });
   c.stop();
 });
