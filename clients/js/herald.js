@@ -258,11 +258,19 @@ export function createClient(options = {}) {
 
   const subscribers = new Set();
   const listeners = { event: new Set(), state: new Set(), error: new Set() };
-  const emit = (type, value) => { for (const fn of [...listeners[type]]) fn(value); };
+  /**
+   * Calls an application's callback. One that throws must not break the
+   * client halfway through applying an event (nor stop a transport's loop):
+   * its error is rethrown on its own, where the platform reports it.
+   */
+  const call = (fn, value) => {
+    try { fn(value); } catch (err) { queueMicrotask(() => { throw err; }); }
+  };
+  const emit = (type, value) => { for (const fn of [...listeners[type]]) call(fn, value); };
   const report = err => { if (running) emit('error', err); };
   function changed() {
     list = snap = null;
-    for (const fn of [...subscribers]) fn();
+    for (const fn of [...subscribers]) call(fn);
   }
 
   // --- the token

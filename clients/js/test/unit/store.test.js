@@ -349,3 +349,25 @@ test('preferences: the document after the first page, then its events; an answer
   assert.deepEqual(c.preferences, { categories: { ci: { enabled: false }, ads: { enabled: false } } });
   c.stop();
 });
+
+test('a subscriber that throws does not stop the client; its error is rethrown on its own', async () => {
+  const server = fakeHerald();
+  server.pages = [page([n(1)])];
+  const c = await live(server);
+  // The client rethrows in a microtask of its own (where a browser reports
+  // it); here those are caught, to check what they throw.
+  const real = globalThis.queueMicrotask;
+  const rethrown = [];
+  globalThis.queueMicrotask = fn => { try { fn(); } catch (err) { rethrown.push(err.message); } };
+  const off = c.subscribe(() => { throw new Error('a rendering bug'); });
+  try {
+    server.socket().deliver(ev(2, 'notification', n(2)));
+    server.socket().deliver(ev(3, 'notification', n(3)));
+    assert.equal(c.lastSeq, 3, 'both applied');
+    assert.deepEqual(ids(c), ['n3', 'n2', 'n1']);
+    assert.deepEqual(rethrown, ['a rendering bug', 'a rendering bug']);
+  } finally {
+    off();
+    globalThis.queueMicrotask = real;
+  }
+});
