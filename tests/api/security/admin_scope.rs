@@ -13,6 +13,9 @@ const PUBLIC_ROUTES: &[&str] = &[
     "/app.js",
     "/i18n.js",
     "/app.css",
+    // The JavaScript client: public code, the same for everyone.
+    "/client/herald.js",
+    "/client/miniprogram.js",
     "/healthz",
     "/readyz",
     "/metrics",
