@@ -1,55 +1,35 @@
 /*
- * Herald message center (browser page).
+ * Herald message center (browser page): only what the reader sees and does.
  *
- * One live connection per browser, not per tab: a browser opens at most six
- * HTTP/1.1 connections per origin and every SSE stream or long-poll holds one
- * for good, so a handful of tabs would starve each other (and their own REST
- * calls). When BroadcastChannel exists, the tabs of one user therefore elect
- * a leader, with navigator.locks when available (the browser releases the
- * lock by itself when the tab closes or crashes) or else with a heartbeat on
- * the channel. Only the leader holds the live connection; it relays every
- * event and its connection state on the channel `herald:<sub>`. Every tab,
- * the leader included, applies events through the same path that orders and
- * deduplicates them by seq, so when the leader goes away the next tab simply
- * resumes the stream from its own last applied seq. Without BroadcastChannel
- * each tab connects on its own.
- *
- * The UI never changes because a REST call succeeded: changes are applied
- * when their event arrives from the per-user log, so all tabs converge on the
- * same state. A failed REST call shows an error.
+ * Everything about the user's log is herald-client's, the module Herald
+ * serves at /client/herald.js (the npm package of clients/js): loading the
+ * first page, applying each event once by seq, `reset`, counts from the
+ * events, optimistic changes reconciled by the log, paging, reconnecting
+ * over SSE, WebSocket or long-polling, and one live connection shared by all
+ * of a user's tabs. This page renders the client's state whenever it changes
+ * and turns the reader's clicks into the client's calls; a failed call shows
+ * an error (the client has already rolled the change back).
  *
  * Every visible text comes from the message table of the reader's language
  * (i18n.js); switching language re-renders the texts in place.
  *
- * The badges are fed only by the `counts` every event carries (and the list
- * answer's totals after a load): counts derived from a partial list could
- * never be exact, the server's are.
+ * The badges show the client's counts, which come only from the `counts`
+ * every event carries (and the list answer's totals after a load): counts
+ * derived from a partial list could never be exact, the server's are.
  *
  * The settings panel has a switch per category (those of the loaded
- * notifications and those the user has set). Like everything else it shows
- * the preferences of the last `preferences` event (each carries the whole
- * document), so a change made in another tab or on another device appears
- * live; flipping a switch sends the change, and puts it back if that fails.
+ * notifications and those the user has set), showing the client's
+ * preferences, so a change made in another tab or on another device appears
+ * live; a flipped switch keeps its place until the change's event arrives,
+ * and goes back if the change fails.
  */
+import { createClient } from '/client/herald.js';
 import {
   LANGUAGES, language, setLanguage, t, tNodes, count, relativeTime, fullTime, clockTime,
 } from '/i18n.js';
 
 const TOKEN_KEY = 'herald.token';
-// Every type of the log: EventSource drops events of a type nobody listens to.
-const EVENT_TYPES = [
-  'notification', 'updated', 'read', 'unread', 'seen', 'archived', 'unarchived',
-  'snoozed', 'unsnoozed', 'action', 'deleted', 'expired',
-  'read_all', 'seen_all', 'archived_all', 'deleted_all', 'preferences', 'reset',
-];
-/** What a view lists: `status` of the list request, and which notifications belong in it. */
-const VIEWS = {
-  inbox: { status: 'all', holds: n => !n.archived_at && !n.snoozed_until },
-  // Archived and snoozed counts as archived.
-  archived: { status: 'archived', holds: n => !!n.archived_at },
-};
-const PAGE_SIZE = 50;
-const MAX_TIMEOUT = 2 ** 31 - 1; // setTimeout overflows above this
+const VIEWS = ['inbox', 'archived'];
 
 const byId = id => document.getElementById(id);
 const ui = {
@@ -87,11 +67,6 @@ function el(tag, className, text) {
   if (text != null) node.textContent = text; // never innerHTML: content is untrusted
   return node;
 }
-
-const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
-
-/** Exponential backoff with jitter, so many clients do not retry in lockstep. */
-const backoff = attempt => Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
 
 /** A user id as an isolated element: an id with bidirectional characters cannot reorder the text around it. */
 function userName(sub) {
@@ -193,36 +168,6 @@ async function offerToken(token) {
 
 // ------------------------------------------------------------------- REST
 
-/** `init.json`: a body to send as JSON. Errors carry the answer's `status`. */
-async function api(s, url, { json, ...init } = {}) {
-  const headers = { Accept: 'application/json', Authorization: `Bearer ${s.token}` };
-  if (json !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(json);
-  }
-  let res;
-  try {
-    res = await fetch(url, { ...init, cache: 'no-store', headers });
-  } catch {
-    throw new Error(t('unreachable'));
-  }
-  if (res.status === 401) {
-    signOut(s, 'expired');
-    throw Object.assign(new Error('signed out'), { signedOut: true });
-  }
-  if (!res.ok) throw Object.assign(new Error(await problemText(res)), { status: res.status });
-  return res.status === 204 ? null : res.json();
-}
-
-async function problemText(res) {
-  try {
-    const p = await res.json();
-    return [p.title, p.detail].filter(Boolean).join(': ') || `HTTP ${res.status}`;
-  } catch {
-    return `HTTP ${res.status}`;
-  }
-}
-
 /** Whether the server takes a token; an unreachable server is no refusal (the session finds out later). */
 async function accepted(token) {
   try {
@@ -236,22 +181,26 @@ async function accepted(token) {
   }
 }
 
-/** Asks the server whether the token still works; signs out if it does not. */
-async function checkToken(s) {
-  try {
-    await api(s, '/v1/me/notifications?status=unread&limit=1');
-  } catch { /* unreachable or failing server: not a token problem */ }
-  return !s.closed;
-}
-
-function listUrl(s, before) {
-  const q = new URLSearchParams({ status: VIEWS[s.view].status, limit: String(PAGE_SIZE) });
-  if (before != null) q.set('before', String(before));
-  if (s.category) q.set('category', s.category);
-  return `/v1/me/notifications?${q}`;
+/** Why a call failed, for the reader: the server's problem, or that it could not be reached. */
+function reason(err) {
+  const p = err.problem || {};
+  if (err.status == null) return t('unreachable');
+  return [p.title, p.detail].filter(Boolean).join(': ') || err.message;
 }
 
 // ---------------------------------------------------------------- session
+
+/**
+ * The transports, in order: SSE where the browser has EventSource (the
+ * client reads the stream with fetch, but a browser without EventSource is
+ * one whose streaming is not to be trusted), WebSocket, long-polling.
+ * `?transport=ws` or `?transport=poll` forces one.
+ */
+function transports() {
+  const forced = new URLSearchParams(location.search).get('transport');
+  if (['sse', 'ws', 'poll'].includes(forced)) return [forced];
+  return [window.EventSource && 'sse', window.WebSocket && 'ws', 'poll'].filter(Boolean);
+}
 
 function startSession(token, claims = usableClaims(token)) {
   if (!claims) {
@@ -261,51 +210,44 @@ function startSession(token, claims = usableClaims(token)) {
   if (S) signOut(S);
   store('sessionStorage', token);
   store('localStorage', token);
-  let markLoaded;
   const s = {
     token,
     sub: claims.sub,
     exp: Number(claims.exp),
-    items: new Map(),      // id -> { n, li }: what the current view shows
-    touched: new Map(),    // id -> seq of the last applied event about it (tells stale REST copies)
-    lastBulk: 0,           // seq of the last applied bulk event (read_all, archived_all, …)
+    items: new Map(),      // id -> { n, li }: what the list shows
     categories: new Set(),
-    category: '',          // active filter, '' = all
-    prefs: new Map(),      // category -> enabled, as the user has set them (others are on)
-    prefsEvents: 0,        // `preferences` events applied (tells a stale GET answer)
-    view: 'inbox',         // a key of VIEWS
-    lastSeq: 0,            // last applied seq = the resume point
-    unread: 0,             // the user's counts, from the last event or list answer
-    unseen: 0,
-    seenUpTo: -1,          // up_to_seq of the last seen-all sent for this view
-    nextBefore: null,
-    ready: false,          // false while the list (re)loads; events wait in `pending`
-    pending: [],
-    loadGen: 0,
-    loaded: new Promise(resolve => { markLoaded = resolve; }),
-    markLoaded,
-    leading: false,
-    live: null,            // the leader's transport
-    state: null,           // the leader's last connection state message
-    channel: null,
-    onElection: null,
-    cleanups: [],
+    switching: new Map(),  // category -> enabled: switches flipped, waiting for their event
+    seenUpTo: -1,          // up_to_seq of the last seen-all sent
+    offs: [],
     closed: false,
   };
+  // The page's token is the reader's own (a link or the sign-in box): there
+  // is no fresher one to give, so a refused one signs out.
+  s.client = createClient({ url: location.origin, getToken: () => s.token, transports: transports() });
   S = s;
   showCenter(s);
   showConnection('connecting', null);
-  coordinate(s);
-  reload(s);
-  if (Number.isFinite(s.exp)) watchExpiry(s, s.exp * 1000 - Date.now() + 1000);
-  s.cleanups.push(() => { clearTimeout(s.expiryTimer); clearTimeout(s.seenTimer); });
+  s.offs.push(
+    s.client.subscribe(() => render(s)),
+    s.client.on('event', ev => arrived(s, ev)),
+    s.client.on('error', err => {
+      if (err.status === 401) signOut(s, 'expired');
+      else if (!s.client.ready) showError(t('loadFailed', { error: reason(err) }));
+    }),
+  );
+  s.client.start().then(() => wantSeen(s), err => {
+    if (err.status === 401) signOut(s, 'expired');
+    else if (!s.closed) showError(t('loadFailed', { error: reason(err) }));
+  });
 }
 
 /** `message`: the key of the text the sign-in form shows. */
 function signOut(s, message = 'signedOut') {
   if (s.closed) return;
   s.closed = true;
-  for (const undo of s.cleanups.reverse()) undo();
+  for (const off of s.offs) off();
+  s.client.stop();
+  clearTimeout(s.seenTimer);
   if (S !== s) return;
   S = null;
   store('sessionStorage', null);
@@ -314,515 +256,54 @@ function signOut(s, message = 'signedOut') {
   showSignin(message);
 }
 
-/** Followers hold no connection, so they notice expiry here (the server has the last word). */
-function watchExpiry(s, delay) {
-  clearTimeout(s.expiryTimer);
-  s.expiryTimer = setTimeout(async () => {
-    if (Date.now() < s.exp * 1000) return watchExpiry(s, s.exp * 1000 - Date.now() + 1000);
-    if (await checkToken(s)) watchExpiry(s, 30000); // server clock or leeway differs: ask again later
-  }, Math.max(0, Math.min(delay, MAX_TIMEOUT)));
-}
+// ----------------------------------------------------------- the client
 
-// ------------------------------------------------------ tab coordination
-
-function coordinate(s) {
-  if (!('BroadcastChannel' in window)) {
-    becomeLeader(s);
-    s.cleanups.push(() => resign(s));
-    return;
-  }
-  const channel = new BroadcastChannel(`herald:${s.sub}`);
-  s.channel = channel;
-  s.cleanups.push(() => channel.close());
-  channel.onmessage = ({ data: m }) => {
-    if (s.closed || !m) return;
-    if (m.t === 'event') { if (!s.leading) receive(s, m.ev); }
-    else if (m.t === 'state') { if (!s.leading) showConnection(m.connection, m.transport, true); }
-    else if (m.t === 'hello') { if (s.leading && s.state) relay(s, s.state); }
-    else s.onElection?.(m);
-  };
-  // Subscribe first, load second: relayed events that race the REST load wait in `pending`.
-  channel.postMessage({ t: 'hello' });
-  if (navigator.locks?.request) electWithLock(s); else electWithHeartbeat(s);
-  s.cleanups.push(() => resign(s)); // runs first (cleanups run in reverse)
-}
-
-function electWithLock(s) {
-  const abort = new AbortController();
-  let release = () => {};
-  // Per user, so tabs signed in as different users do not wait on each other.
-  navigator.locks.request(`herald-leader:${s.sub}`, { signal: abort.signal }, () => {
-    if (s.closed) return undefined;
-    return new Promise(resolve => { release = resolve; becomeLeader(s); });
-  }).catch(() => { /* aborted: signed out while waiting */ });
-  s.cleanups.push(() => { abort.abort(); release(); });
-}
-
-/** Fallback without Web Locks: the leader beats every 500 ms; silence for 3 s means it is gone. */
-function electWithHeartbeat(s) {
-  const me = Math.random().toString(36).slice(2);
-  let leader = null;
-  let deadline = Date.now() + 1500; // give a current leader time to make itself heard
-  let led = false; // announced ourselves as leader, so owe the others a 'bye'
-  const post = t => relay(s, { t, id: me });
-  s.onElection = m => {
-    if (m.t === 'beat') {
-      if (s.leading && m.id < me) { resign(s); led = false; } // two leaders: the smaller id wins
-      if (!s.leading) { leader = m.id; deadline = Date.now() + 3000; }
-    } else if (m.t === 'bye' && m.id === leader && !s.leading) {
-      deadline = Date.now() + Math.random() * 300; // take over soon; jitter avoids a crowd
-    }
-  };
-  const timer = setInterval(() => {
-    if (!s.leading && Date.now() > deadline) becomeLeader(s);
-    if (s.leading) { led = true; post('beat'); }
-  }, 500);
-  const bye = () => { resign(s); if (led) { led = false; post('bye'); } };
-  addEventListener('pagehide', bye);
-  s.cleanups.push(() => { bye(); clearInterval(timer); removeEventListener('pagehide', bye); });
-}
-
-function becomeLeader(s) {
-  if (s.closed || s.leading) return;
-  s.leading = true;
-  leaderState(s, 'connecting', null);
-  // Connect only after the list loaded: its last_seq is where the stream resumes.
-  s.loaded.then(() => { if (s.leading && !s.live && !s.closed) s.live = openLive(s); });
-}
-
-function resign(s) {
-  if (!s.leading) return;
-  s.live?.close();
-  s.live = null;
-  relay(s, { t: 'state', connection: 'reconnecting', transport: s.state?.transport ?? null });
-  s.leading = false;
-}
-
-/** Posts to the other tabs; a late callback after sign-out finds the channel closed. */
-function relay(s, message) {
-  try { s.channel?.postMessage(message); } catch { /* closed */ }
-}
-
-/** The leader shows its connection state and tells the followers. */
-function leaderState(s, connection, transport) {
-  if (s.closed || !s.leading) return;
-  s.state = { t: 'state', connection, transport };
-  relay(s, s.state);
-  showConnection(connection, transport);
-}
-
-// ------------------------------------------------------------- transports
-
-const TRANSPORTS = { sse: openSse, ws: openWs, poll: openPoll };
-
-function transportOrder() {
-  const forced = new URLSearchParams(location.search).get('transport');
-  if (forced && Object.hasOwn(TRANSPORTS, forced)) return [forced];
-  return [window.EventSource && 'sse', window.WebSocket && 'ws', 'poll'].filter(Boolean);
-}
-
-/**
- * Opens the first transport of the order; one that never reaches OPEN after a
- * few tries hands over to the next (`fallback`). Transports report
- * 'connecting' (never open yet), 'live' (open) and 'reconnecting' (lost,
- * retrying), like EventSource's readyState.
- */
-function openLive(s) {
-  const order = transportOrder();
-  let index = 0;
-  let current;
-  const h = {
-    token: s.token,
-    from: () => s.lastSeq,
-    state: connection => leaderState(s, connection, order[index]),
-    event(ev) {
-      relay(s, { t: 'event', ev });
-      receive(s, ev);
-    },
-    stillSignedIn: () => checkToken(s),
-    fallback() {
-      if (index + 1 >= order.length) return false;
-      current.close();
-      current = TRANSPORTS[order[++index]](h);
-      return true;
-    },
-  };
-  current = TRANSPORTS[order[0]](h);
-  return { close: () => current.close() };
-}
-
-/** Where a stream continues after this event: a reset moves the cursor to its last_seq. */
-function cursorAfter(ev, cursor) {
-  const next = Number(ev.type === 'reset' ? ev.data?.last_seq : ev.seq);
-  return Number.isSafeInteger(next) ? next : cursor;
-}
-
-function openSse(h) {
-  let es;
-  let opened = false; // reached OPEN at least once: later errors are reconnects, not a reason to fall back
-  let tries = 0;
-  let closed = false;
-  let timer;
-
-  const connect = () => {
-    es = new EventSource(`/v1/me/stream?access_token=${encodeURIComponent(h.token)}&last_event_id=${h.from()}`);
-    h.state(opened ? 'reconnecting' : 'connecting');
-    // A buffering proxy can keep the stream from ever opening: count that as a failed try.
-    timer = setTimeout(() => { es.close(); retry(); }, 10000);
-    es.onopen = () => {
-      clearTimeout(timer);
-      opened = true;
-      tries = 0;
-      h.state('live');
-    };
-    for (const type of EVENT_TYPES) {
-      es.addEventListener(type, e => {
-        let data;
-        try { data = JSON.parse(e.data); } catch { return; }
-        h.event({ seq: Number(e.lastEventId), type, data });
-      });
-    }
-    es.onerror = () => {
-      if (closed) return;
-      if (es.readyState === EventSource.CONNECTING) {
-        // The browser retries by itself and sends Last-Event-ID.
-        h.state(opened ? 'reconnecting' : 'connecting');
-        if (!opened && ++tries >= 3) h.fallback();
-        return;
-      }
-      // CLOSED: the server refused the stream (401, 429, 5xx…) and the browser gave up.
-      clearTimeout(timer);
-      retry();
-    };
-  };
-
-  const retry = async () => {
-    h.state(opened ? 'reconnecting' : 'connecting');
-    if (!(await h.stillSignedIn()) || closed) return;
-    tries += 1;
-    if (!opened && tries >= 3 && h.fallback()) return;
-    timer = setTimeout(connect, backoff(tries));
-  };
-
-  connect();
-  return { close() { closed = true; clearTimeout(timer); es?.close(); } };
-}
-
-function openWs(h) {
-  let ws;
-  let cursor = h.from();
-  let opened = false;
-  let tries = 0;
-  let closed = false;
-  let timer;
-  let pinger;
-
-  const connect = () => {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    ws = new WebSocket(`${scheme}//${location.host}/v1/me/ws?access_token=${encodeURIComponent(h.token)}&last_event_id=${cursor}`);
-    h.state(opened ? 'reconnecting' : 'connecting');
-    ws.onopen = () => {
-      opened = true;
-      tries = 0;
-      h.state('live');
-      // Keeps idle proxies from cutting the socket; the server answers {"type":"pong"}.
-      pinger = setInterval(() => ws.send('{"op":"ping"}'), 25000);
-    };
-    ws.onmessage = e => {
-      let msg;
-      try { msg = JSON.parse(e.data); } catch { return; }
-      if (!msg || !EVENT_TYPES.includes(msg.type)) return; // pong, ack, error
-      cursor = cursorAfter(msg, cursor);
-      h.event({ seq: msg.seq, type: msg.type, data: msg.data });
-    };
-    ws.onclose = async () => {
-      clearInterval(pinger);
-      if (closed) return;
-      h.state(opened ? 'reconnecting' : 'connecting');
-      // A refused handshake (401) is invisible to WebSocket: ask REST.
-      if (!(await h.stillSignedIn()) || closed) return;
-      tries += 1;
-      if (!opened && tries >= 3 && h.fallback()) return;
-      timer = setTimeout(connect, backoff(tries));
-    };
-  };
-
-  connect();
-  return {
-    close() {
-      closed = true;
-      clearTimeout(timer);
-      clearInterval(pinger);
-      ws?.close();
-    },
-  };
-}
-
-function openPoll(h) {
-  let cursor = h.from();
-  let closed = false;
-  let abort;
-
-  (async () => {
-    let opened = false;
-    let attempt = 0;
-    h.state('connecting');
-    while (!closed) {
-      abort = new AbortController();
-      try {
-        // The first poll answers at once, so the page knows it is live; later
-        // ones wait on the server. The Bearer header keeps the token out of
-        // URLs (and access logs).
-        const wait = opened ? 25 : 0;
-        const res = await fetch(`/v1/me/events?after=${cursor}&wait=${wait}`, {
-          headers: { Accept: 'application/json', Authorization: `Bearer ${h.token}` },
-          cache: 'no-store',
-          signal: abort.signal,
-        });
-        if (res.status === 401 && !(await h.stillSignedIn())) return;
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        const body = await res.json();
-        if (closed) return;
-        opened = true;
-        attempt = 0;
-        h.state('live');
-        for (const ev of body.events) {
-          cursor = cursorAfter(ev, cursor);
-          h.event(ev);
-        }
-        if (!body.events.length && Number.isSafeInteger(body.last_seq)) cursor = body.last_seq;
-      } catch {
-        if (closed) return;
-        h.state(opened ? 'reconnecting' : 'connecting');
-        await sleep(backoff(attempt++));
-      }
-    }
-  })();
-
-  return { close() { closed = true; abort?.abort(); } };
-}
-
-// ------------------------------------------------------------ the log
-
-/** Entry point for every live event, whether from our own transport or relayed by the leader. */
-function receive(s, ev) {
-  if (s.closed || !ev) return;
-  if (!s.ready) { s.pending.push(ev); return; }
-  apply(s, ev);
-}
-
-const nowIso = () => new Date().toISOString();
-
-function apply(s, ev) {
-  if (ev.type === 'reset') { reload(s); return; }
-  const seq = Number(ev.seq);
-  if (!Number.isSafeInteger(seq) || seq <= s.lastSeq) return; // already applied (or reflected by REST)
-  s.lastSeq = seq;
-  const { counts, ...d } = ev.data || {};
-  if (typeof d.id === 'string') s.touched.set(d.id, seq);
-  switch (ev.type) {
-    case 'notification':
-      if (d.id && !s.items.has(d.id)) place(s, d, 'newNotification');
-      break;
-    case 'updated':
-      if (d.id) place(s, d, 'updatedNotification');
-      break;
-    case 'read':
-      patch(s, d.id, n => { n.read_at = d.read_at || nowIso(); n.seen_at ??= n.read_at; });
-      break;
-    case 'unread': patch(s, d.id, n => { n.read_at = null; }); break;
-    case 'seen': patch(s, d.id, n => { n.seen_at = d.seen_at || nowIso(); }); break;
-    case 'action':
-      patch(s, d.id, n => {
-        n.action_taken = { id: d.action_id, at: d.at };
-        n.read_at = d.read_at || n.read_at || d.at;
-        n.seen_at ??= n.read_at;
-      });
-      break;
-    // The four below move a notification between views; one the view does
-    // not hold may now belong in it, and only the server has its fields.
-    case 'archived':
-      if (!patch(s, d.id, n => { n.archived_at = d.archived_at || nowIso(); }) && s.view === 'archived') fetchInto(s, d.id);
-      break;
-    case 'unarchived':
-      if (!patch(s, d.id, n => { n.archived_at = null; }) && s.view === 'inbox') fetchInto(s, d.id);
-      break;
-    case 'snoozed': patch(s, d.id, n => { n.snoozed_until = d.until; }); break;
-    case 'unsnoozed':
-      if (!patch(s, d.id, n => { n.snoozed_until = null; }) && s.view === 'inbox') fetchInto(s, d.id);
-      break;
-    case 'deleted':
-    case 'expired':
-      dropItem(s, d.id);
-      break;
-    case 'read_all':
-    case 'seen_all':
-    case 'archived_all':
-    case 'deleted_all':
-      s.lastBulk = seq;
-      bulk(s, ev.type, d);
-      break;
-    case 'preferences':
-      s.prefsEvents += 1;
-      setPreferences(s, d.categories);
-      break;
-    default: break; // unknown types still advance the cursor
-  }
-  setCounts(s, counts);
+/** Everything the client shows, after every change it made. */
+function render(s) {
+  if (s.closed) return;
+  const c = s.client;
+  showConnection(c.state, c.transport, !c.leader);
+  renderList(s);
+  renderPreferences(s);
   renderMeta(s);
 }
 
-function setCounts(s, counts) {
-  if (Number.isSafeInteger(counts?.unread)) s.unread = counts.unread;
-  if (Number.isSafeInteger(counts?.unseen)) s.unseen = counts.unseen;
-}
-
-/** (Re)loads the first page. Its last_seq becomes the resume point; events newer than it are replayed on top. */
-async function reload(s) {
-  const gen = ++s.loadGen;
-  s.ready = false;
-  let page;
-  for (let attempt = 0; !page; attempt++) {
-    try {
-      page = await api(s, listUrl(s));
-    } catch (err) {
-      if (err.signedOut || s.closed || gen !== s.loadGen) return;
-      showError(t('loadFailed', { error: err.message }));
-      await sleep(backoff(attempt));
-    }
-    if (s.closed || gen !== s.loadGen) return;
-  }
-  ui.list.replaceChildren();
-  s.items.clear();
-  s.touched.clear();
-  s.lastBulk = 0;
-  s.seenUpTo = -1;
-  s.lastSeq = page.last_seq;
-  s.unread = page.unread_count;
-  s.unseen = page.unseen_count ?? 0;
-  s.nextBefore = page.next_before;
-  for (const n of page.items) insertItem(s, n);
-  s.ready = true;
-  for (const ev of s.pending.splice(0)) {
-    // This snapshot already covers any reset that was queued while it loaded.
-    if (ev.type === 'reset' && !(ev.data?.last_seq > s.lastSeq)) continue;
-    apply(s, ev);
-  }
-  renderMeta(s);
-  s.markLoaded();
-  wantSeen(s);
-  loadPreferences(s);
-}
-
-async function loadOlder(s) {
-  if (s.nextBefore == null) return;
-  const gen = s.loadGen;
-  ui.loadOlder.disabled = true;
-  try {
-    let page;
-    // A bulk event applied after the page's snapshot changed notifications
-    // the page may hold, unknown which: ask again (a few times at most).
-    for (let attempt = 0; attempt < 3; attempt++) {
-      page = await api(s, listUrl(s, s.nextBefore));
-      if (s.closed || gen !== s.loadGen) return; // the list was reloaded meanwhile
-      if (s.lastBulk <= page.last_seq) break;
-    }
-    if (s.lastBulk > page.last_seq) { reload(s); return; }
-    s.nextBefore = page.next_before;
-    for (const n of page.items) {
-      if (s.items.has(n.id)) continue;
-      // Changed by an event newer than the page: the page's copy is stale.
-      if ((s.touched.get(n.id) ?? 0) > page.last_seq) fetchInto(s, n.id);
-      else insertItem(s, n);
-    }
-    renderMeta(s);
-  } catch (err) {
-    if (!err.signedOut) showError(t('loadOlderFailed', { error: err.message }));
-  } finally {
-    ui.loadOlder.disabled = false;
-  }
+/** An applied event: what screen readers hear, and the categories the filter offers. */
+function arrived(s, { type, data }) {
+  if (s.closed || (type !== 'notification' && type !== 'updated') || !data) return;
+  noteCategory(s, data.category);
+  if (!s.items.has(data.id)) return; // not in the view shown
+  ui.announce.textContent = t(type === 'notification' ? 'newNotification' : 'updatedNotification', { title: data.title });
+  if (!data.seen_at) wantSeen(s);
 }
 
 /**
- * Shows `n` where it belongs: in its place by seq if the current view holds
- * it (replacing an older copy in place), nowhere otherwise. `announce`: the
- * message that tells screen readers about it.
+ * The list as the client has it, newest first. Items already shown stay
+ * (so keyboard focus stays); a changed one is updated in place, rendered
+ * anew only when its content changed (an update by key).
  */
-function place(s, n, announce = null) {
-  noteCategory(s, n.category);
-  const item = s.items.get(n.id);
-  const loaded = s.nextBefore == null || n.seq >= s.nextBefore; // older ones come with "load older"
-  if (!belongs(s, n) || !loaded) {
-    if (item) removeItem(s, item);
-    return;
+function renderList(s) {
+  const shown = new Map();
+  let at = ui.list.firstElementChild;
+  for (const n of s.client.notifications) {
+    noteCategory(s, n.category);
+    let item = s.items.get(n.id);
+    const placed = item?.li === at; // already where it belongs
+    if (!item) {
+      item = { n, li: renderItem(n) };
+    } else if (item.n !== n) {
+      if (n.updated_at !== item.n.updated_at || n.title !== item.n.title) replaceItem(item, n); // takes the old one's place
+      else renderItemState(Object.assign(item, { n }));
+    }
+    shown.set(n.id, item);
+    if (placed) at = item.li.nextElementSibling;
+    else ui.list.insertBefore(item.li, at);
   }
-  if (item) replaceItem(item, n);
-  else insertItem(s, n);
-  if (announce) ui.announce.textContent = t(announce, { title: n.title });
-  if (!n.seen_at) wantSeen(s);
+  for (const [id, item] of s.items) if (!shown.has(id)) removeItem(item);
+  s.items = shown;
 }
 
-const belongs = (s, n) => VIEWS[s.view].holds(n) && (!s.category || n.category === s.category);
-
-/** Changes the shown copy of a notification; false when the view does not show it. */
-function patch(s, id, change) {
-  const item = s.items.get(id);
-  if (!item) return false;
-  change(item.n);
-  if (belongs(s, item.n)) renderItemState(item);
-  else removeItem(s, item);
-  return true;
-}
-
-/**
- * Fetches one notification that may now belong in the view. Its answer is
- * current as of some moment after the event that asked for it; if another
- * event about it was applied while the request ran, that moment is unknown,
- * so it asks again.
- */
-async function fetchInto(s, id, attempt = 0) {
-  const gen = s.loadGen;
-  const asked = s.lastSeq;
-  let n;
-  try {
-    n = await api(s, `/v1/me/notifications/${encodeURIComponent(id)}`);
-  } catch (err) {
-    if (err.signedOut || s.closed || gen !== s.loadGen) return;
-    if (err.status !== 404) reload(s); // gone is fine; anything else: start from a fresh snapshot
-    return;
-  }
-  if (s.closed || gen !== s.loadGen) return;
-  if ((s.touched.get(id) ?? 0) > asked) {
-    if (attempt < 3) fetchInto(s, id, attempt + 1); else reload(s);
-    return;
-  }
-  place(s, n);
-  renderMeta(s);
-}
-
-function bulk(s, type, { up_to_seq: upTo, category = null, ...d }) {
-  const matches = n => n.seq <= upTo && (category == null || n.category === category);
-  for (const item of [...s.items.values()]) {
-    if (!matches(item.n)) continue;
-    const n = item.n;
-    if (type === 'deleted_all') { removeItem(s, item); continue; }
-    if (type === 'read_all') { n.read_at ??= d.read_at || nowIso(); n.seen_at ??= n.read_at; }
-    if (type === 'seen_all') n.seen_at ??= d.seen_at || nowIso();
-    if (type === 'archived_all') n.archived_at ??= d.archived_at || nowIso();
-    if (belongs(s, n)) renderItemState(item);
-    else removeItem(s, item);
-  }
-  // Which notifications just became archived is known only to the server.
-  if (type === 'archived_all' && s.view === 'archived') reload(s);
-}
-
-function dropItem(s, id) {
-  const item = s.items.get(id);
-  if (item) removeItem(s, item);
-}
-
-function removeItem(s, item) {
-  s.items.delete(item.n.id);
+function removeItem(item) {
   // Keep keyboard focus in the list instead of dropping it to <body>.
   if (item.li.contains(document.activeElement)) {
     const neighbour = item.li.nextElementSibling || item.li.previousElementSibling;
@@ -834,7 +315,7 @@ function removeItem(s, item) {
 /**
  * What the open list shows on screen counts as seen: when the list is opened,
  * when the page becomes visible, after a load, and when an unseen
- * notification appears in it. Only notifications the page has (up to its
+ * notification appears in it. Only notifications the client has (up to its
  * last applied seq) are marked, and only those of the category shown. A
  * short delay lets a burst of arrivals go out as one request.
  */
@@ -844,17 +325,16 @@ function wantSeen(s) {
 }
 
 async function seeAll(s) {
-  if (s.closed || !s.ready || s.view !== 'inbox' || !panelOpen) return;
+  const c = s.client;
+  if (s.closed || !c.ready || c.filter.view !== 'inbox' || !panelOpen) return;
   if (document.visibilityState !== 'visible') return;
   // Nothing unseen, or already asked for everything we have: each request
   // emits an event, so never send one that cannot change anything.
-  if (s.unseen <= 0 || s.lastSeq <= s.seenUpTo) return;
-  const upTo = s.lastSeq;
+  if (c.counts.unseen <= 0 || c.lastSeq <= s.seenUpTo) return;
+  const upTo = c.lastSeq;
   s.seenUpTo = upTo;
-  const json = { up_to_seq: upTo };
-  if (s.category) json.category = s.category;
   try {
-    await api(s, '/v1/me/notifications/seen-all', { method: 'POST', json });
+    await c.markAllSeen({ category: c.filter.category });
   } catch {
     // Not the reader's doing, so no error shown: the next chance tries again.
     if (s.seenUpTo === upTo) s.seenUpTo = -1;
@@ -862,15 +342,6 @@ async function seeAll(s) {
 }
 
 // -------------------------------------------------------------- rendering
-
-function insertItem(s, n) {
-  const item = { n, li: renderItem(n) };
-  // Newest first by seq; live and "load older" items land in their place.
-  const before = [...ui.list.children].find(li => Number(li.dataset.seq) < n.seq) || null;
-  ui.list.insertBefore(item.li, before);
-  s.items.set(n.id, item);
-  noteCategory(s, n.category);
-}
 
 /** A new copy of a shown notification (an update in place): same place, focus kept on the same control. */
 function replaceItem(item, n) {
@@ -1018,29 +489,31 @@ function renderCta({ n, li }) {
 }
 
 function renderMeta(s) {
-  ui.unread.textContent = String(s.unread);
-  ui.unread.classList.toggle('zero', s.unread === 0);
-  ui.unreadSummary.textContent = count('unread', s.unread);
-  ui.unseen.textContent = String(s.unseen);
-  ui.unseen.classList.toggle('zero', s.unseen === 0);
-  const bell = count('bellLabel', s.unseen);
+  const { unread, unseen } = s.client.counts;
+  ui.unread.textContent = String(unread);
+  ui.unread.classList.toggle('zero', unread === 0);
+  ui.unreadSummary.textContent = count('unread', unread);
+  ui.unseen.textContent = String(unseen);
+  ui.unseen.classList.toggle('zero', unseen === 0);
+  const bell = count('bellLabel', unseen);
   ui.bell.setAttribute('aria-label', bell);
   ui.bell.title = bell;
-  document.title = s.unread ? `(${s.unread}) Herald` : 'Herald';
-  ui.empty.hidden = !s.ready || s.items.size > 0;
-  ui.loadOlder.hidden = s.nextBefore == null;
-  document.body.dataset.lastSeq = String(s.lastSeq);
+  document.title = unread ? `(${unread}) Herald` : 'Herald';
+  ui.empty.hidden = !s.client.ready || s.items.size > 0;
+  ui.loadOlder.hidden = !s.client.hasMore;
+  document.body.dataset.lastSeq = String(s.client.lastSeq);
 }
 
 /** The selected tab, and the texts that depend on the view. */
 function renderView(s) {
+  const { view } = s.client.filter;
   for (const tab of ui.tabs) {
-    const selected = tab.dataset.view === s.view;
+    const selected = tab.dataset.view === view;
     tab.setAttribute('aria-selected', String(selected));
     tab.tabIndex = selected ? 0 : -1; // arrow keys move between tabs
     if (selected) ui.view.setAttribute('aria-labelledby', tab.id);
   }
-  ui.empty.dataset.i18n = s.view === 'archived' ? 'emptyArchived' : 'empty';
+  ui.empty.dataset.i18n = view === 'archived' ? 'emptyArchived' : 'empty';
   ui.empty.textContent = t(ui.empty.dataset.i18n);
 }
 
@@ -1060,30 +533,17 @@ function noteCategory(s, category) {
 
 // ------------------------------------------------------------ preferences
 
-/**
- * Asks for the preferences after a load: the list's snapshot comes first, so
- * any change after it arrives as an event with a later seq. An event applied
- * while this request ran is at least as new as its answer, which is dropped.
- */
-async function loadPreferences(s) {
-  const gen = s.loadGen;
-  const events = s.prefsEvents;
-  let doc;
-  try {
-    doc = await api(s, '/v1/me/preferences');
-  } catch {
-    return; // shown as they were; the next load asks again
-  }
-  if (s.closed || gen !== s.loadGen || events !== s.prefsEvents) return;
-  setPreferences(s, doc?.categories);
-}
-
-/** A preferences document's `categories`, `{"<category>": {"enabled": bool}}`. */
-function setPreferences(s, categories) {
-  s.prefs = new Map(Object.entries(categories && typeof categories === 'object' ? categories : {})
+/** The user's switches: the client's preferences, and those flipped here whose event has not come yet. */
+function preferencesOf(s) {
+  const categories = s.client.preferences?.categories;
+  const prefs = new Map(Object.entries(categories && typeof categories === 'object' ? categories : {})
     .filter(([, p]) => typeof p?.enabled === 'boolean')
     .map(([category, p]) => [category, p.enabled]));
-  renderPreferences(s);
+  for (const [category, enabled] of s.switching) {
+    if ((prefs.get(category) ?? true) === enabled) s.switching.delete(category); // its event came
+    else prefs.set(category, enabled);
+  }
+  return prefs;
 }
 
 /**
@@ -1091,14 +551,15 @@ function setPreferences(s, categories) {
  * exist are updated in place (a moved row would lose the keyboard focus).
  */
 function renderPreferences(s) {
-  const categories = [...new Set([...s.categories, ...s.prefs.keys()])]
+  const prefs = preferencesOf(s);
+  const categories = [...new Set([...s.categories, ...prefs.keys()])]
     .sort((a, b) => a.localeCompare(b, language()));
   const rows = new Map([...ui.preferences.children].map(li => [li.dataset.category, li]));
   categories.forEach((category, i) => {
     const li = rows.get(category) || preferenceRow(category);
     rows.delete(category);
     const input = li.querySelector('input');
-    input.checked = s.prefs.get(category) ?? true;
+    input.checked = prefs.get(category) ?? true;
     input.setAttribute('aria-label', t('preferenceLabel', { category }));
     li.querySelector('.pref-state').textContent = t(input.checked ? 'preferenceOn' : 'preferenceOff');
     if (ui.preferences.children[i] !== li) ui.preferences.insertBefore(li, ui.preferences.children[i] || null);
@@ -1212,19 +673,17 @@ function showCenter(s) {
 // ----------------------------------------------------------------- wiring
 
 /**
- * Sends a change; the UI follows when its event arrives, only failures show
- * here. Buttons stay enabled: the event may beat the response, and repeating
- * a change is harmless (actions are the exception, see takeAction). True when
- * the server took it.
+ * Runs one of the client's changes; it shows at once and the log confirms
+ * it, so only a failure shows here. True when the server took it.
  */
-async function act(url, method, failure, json) {
+async function act(change, failure) {
   const s = S;
   if (!s) return false;
   try {
-    await api(s, url, { method, json });
+    await change(s.client);
     return true;
   } catch (err) {
-    if (!err.signedOut) showError(t(failure, { error: err.message }));
+    if (!s.closed && err.status !== 401) showError(t(failure, { error: reason(err) }));
     return false;
   }
 }
@@ -1234,35 +693,34 @@ ui.list.addEventListener('click', e => {
   const li = control?.closest('li.notification');
   if (!li || !S) return;
   const item = S.items.get(li.dataset.id);
-  const base = `/v1/me/notifications/${encodeURIComponent(li.dataset.id)}`;
+  const id = li.dataset.id;
   const is = name => control.classList.contains(name);
   if (is('read-toggle')) {
     const unread = li.classList.contains('unread');
-    act(`${base}/${unread ? 'read' : 'unread'}`, 'POST', unread ? 'readFailed' : 'unreadFailed');
+    act(c => (unread ? c.markRead(id) : c.markUnread(id)), unread ? 'readFailed' : 'unreadFailed');
   } else if (is('archive-toggle')) {
     const archived = Boolean(item?.n.archived_at);
-    act(`${base}/${archived ? 'unarchive' : 'archive'}`, 'POST', archived ? 'unarchiveFailed' : 'archiveFailed');
+    act(c => (archived ? c.unarchive(id) : c.archive(id)), archived ? 'unarchiveFailed' : 'archiveFailed');
   } else if (is('snooze-option')) {
     control.closest('details').open = false;
     const until = SNOOZES[control.dataset.snooze](new Date());
-    act(`${base}/snooze`, 'POST', 'snoozeFailed', { until: until.toISOString() });
+    act(c => c.snooze(id, until), 'snoozeFailed');
   } else if (is('cta-button')) {
-    takeAction(li, `${base}/actions/${encodeURIComponent(control.dataset.action)}`);
+    takeAction(li, id, control.dataset.action);
   } else if (is('delete')) {
-    act(base, 'DELETE', 'deleteFailed');
+    act(c => c.remove(id), 'deleteFailed');
   }
 });
 
 /**
  * Only the first action counts (a second one is refused), so the buttons are
- * disabled while it is sent; the outcome replaces them when the `action`
- * event arrives. A link opens its URL in a new tab as well (the browser's
- * default, not prevented).
+ * disabled while it is sent; the outcome replaces them at once. A link opens
+ * its URL in a new tab as well (the browser's default, not prevented).
  */
-async function takeAction(li, url) {
+async function takeAction(li, id, action) {
   const buttons = [...li.querySelectorAll('button.cta-button')];
   for (const button of buttons) button.disabled = true;
-  if (!(await act(url, 'POST', 'actionFailed'))) {
+  if (!(await act(c => c.act(id, action), 'actionFailed'))) {
     for (const button of buttons) button.disabled = false;
   }
 }
@@ -1270,10 +728,10 @@ async function takeAction(li, url) {
 /** Switches between the inbox and the archive, each loaded afresh. */
 function showView(view) {
   const s = S;
-  if (!s || s.view === view || !Object.hasOwn(VIEWS, view)) return;
-  s.view = view;
+  if (!s || s.client.filter.view === view || !VIEWS.includes(view)) return;
+  const loading = s.client.setFilter({ view });
   renderView(s);
-  reload(s);
+  loading.then(() => wantSeen(s), () => {});
 }
 
 ui.views.addEventListener('click', e => {
@@ -1316,27 +774,34 @@ document.addEventListener('keydown', e => {
   }
 });
 
-// A switch flipped: the change is sent, and shown for good when its event
-// arrives; if it fails, the switch goes back to what the server has.
+// A switch flipped: the change is sent, and the switch stays as flipped
+// until its event arrives; if it fails, it goes back to what the server has.
 ui.preferences.addEventListener('change', async e => {
   const input = e.target.closest('input.pref-switch');
   const s = S;
   if (!input || !s) return;
   const category = input.closest('li').dataset.category;
-  input.closest('li').querySelector('.pref-state').textContent = t(input.checked ? 'preferenceOn' : 'preferenceOff');
-  const url = `/v1/me/preferences/categories/${encodeURIComponent(category)}`;
-  if (!(await act(url, 'PUT', 'preferenceFailed', { enabled: input.checked })) && S === s) renderPreferences(s);
+  s.switching.set(category, input.checked);
+  renderPreferences(s);
+  if (!(await act(c => c.setPreference(category, input.checked), 'preferenceFailed')) && S === s) {
+    s.switching.delete(category);
+    renderPreferences(s);
+  }
 });
 
-ui.markAll.addEventListener('click', () =>
-  act('/v1/me/notifications/read-all', 'POST', 'readAllFailed'));
+ui.markAll.addEventListener('click', () => act(c => c.markAllRead(), 'readAllFailed'));
 
-ui.loadOlder.addEventListener('click', () => { if (S) loadOlder(S); });
+ui.loadOlder.addEventListener('click', async () => {
+  if (!S) return;
+  ui.loadOlder.disabled = true;
+  await act(c => c.loadMore(), 'loadOlderFailed');
+  ui.loadOlder.disabled = false;
+});
 
 ui.filter.addEventListener('change', () => {
-  if (!S) return;
-  S.category = ui.filter.value;
-  reload(S);
+  const s = S;
+  if (!s) return;
+  s.client.setFilter({ category: ui.filter.value || null }).then(() => wantSeen(s), () => {});
 });
 
 ui.signout.addEventListener('click', () => { if (S) signOut(S); });
@@ -1372,8 +837,6 @@ ui.language.addEventListener('change', () => {
   renderTexts();
 });
 
-// Closing tab: tell the followers at once; the lock (or the heartbeat 'bye') hands leadership on.
-addEventListener('pagehide', () => { if (S) resign(S); });
 // Back from the back/forward cache the connection is gone: start afresh.
 addEventListener('pageshow', e => { if (e.persisted) location.reload(); });
 

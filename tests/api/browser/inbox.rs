@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Browser, LIVE, ONE_ITEM, Tab, page_url};
-use crate::support::{TestApp, scratch_dir};
+use crate::support::{TestApp, scratch_dir, wait_for};
 
 /// English, whatever the machine's locale: the tests read the page's texts.
 pub(super) async fn browser(name: &str) -> Browser {
@@ -208,6 +208,13 @@ async fn archiving_moves_a_notification_to_the_archived_tab_and_back() {
 
     tab.click(&in_item("Archive me", ".archive-toggle")).await;
     tab.until(&titles_are(&["Keep me"])).await;
+    // The page shows a change at once; the server has it a moment later.
+    wait_for(|| async {
+        app.list(user, "?status=archived").await["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == 1)
+    })
+    .await;
     let archived = app.list(user, "?status=archived").await;
     assert_eq!(archived["items"].as_array().unwrap().len(), 1, "{archived}");
     assert_eq!(archived["items"][0]["title"], "Archive me");
@@ -323,6 +330,14 @@ async fn an_action_button_takes_the_action_and_shows_its_outcome() {
         0,
         "no action is offered once one is taken"
     );
+    // Shown at once; the server has it a moment later.
+    wait_for(|| async {
+        let r = app
+            .get_as(user, &format!("/v1/me/notifications/{id}"))
+            .await;
+        r.json::<Value>().await.unwrap()["action_taken"] != Value::Null
+    })
+    .await;
     let r = app
         .get_as(user, &format!("/v1/me/notifications/{id}"))
         .await;
@@ -410,8 +425,9 @@ async fn only_http_urls_become_links_whatever_reaches_the_page() {
     follower
         .eval(&format!(
             "const ev = {{seq: Number(document.body.dataset.lastSeq) + 1, type: 'updated', data: {updated}}};\
-             const channel = new BroadcastChannel({}); channel.postMessage({{t: 'event', ev}}); channel.close(); true",
-            json!(format!("herald:{user}"))
+             const channel = new BroadcastChannel({}); channel.postMessage({{e: ev}}); channel.close(); true",
+            // The channel the client's tabs share (herald-client's relay).
+            json!(format!("herald:{}:{user}", app.address))
         ))
         .await;
     follower.until(&titles_are(&["Choose again"])).await;
@@ -459,6 +475,8 @@ async fn a_snoozed_notification_leaves_the_inbox_and_comes_back_when_it_wakes() 
     tab.click(&in_item("Later", ".snooze-option[data-snooze='hour']"))
         .await;
     tab.until(&titles_are(&["Now"])).await;
+    // Shown at once; the server has it a moment later.
+    wait_for(|| async { app.list(user, "?status=snoozed").await["items"][0]["id"] == later }).await;
     let snoozed = app.list(user, "?status=snoozed").await;
     assert_eq!(snoozed["items"][0]["id"], later, "{snoozed}");
     let until: chrono::DateTime<chrono::Utc> = snoozed["items"][0]["snoozed_until"]
