@@ -8,6 +8,17 @@
 -- the user's log obeys it.
 ALTER TABLE users ADD COLUMN preferences jsonb NOT NULL DEFAULT '{}';
 
+-- Aborts the statement as a serialization failure, which the publisher
+-- retries: a publish uses it when a recipient's row appeared, preferences
+-- and all, while the publish was running, so the preferences it read (none)
+-- may be wrong.
+CREATE FUNCTION herald_retry(reason text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', reason USING ERRCODE = 'serialization_failure';
+END
+$$;
+
 -- Topic membership. Expanding a publish's topics is one index range scan
 -- per topic, inside the publish transaction. Names and ids compare by byte
 -- value, as the contract orders them.

@@ -65,6 +65,96 @@ pub struct BatchWritten {
 const WANTED: &str =
     "(r.critical OR NOT coalesce(l.preferences -> r.category = 'false'::jsonb, false))";
 
+/// The statement of `publish_batch`. Preferences only concern rows with a
+/// category that are not critical: a batch without any (most of them)
+/// takes a statement that neither locks ahead nor filters.
+fn publish_sql(preferences: bool) -> String {
+    let (locked, kept, skipped, guard) = if preferences {
+        (
+            "locked AS (
+             -- A join, not `user_id = ANY($1)`: when a row was changed by a
+             -- commit this one waited for, PostgreSQL rechecks the row; with
+             -- an array condition each recheck sorted the whole array again.
+             SELECT u.user_id, u.preferences
+             FROM unnest($1::text[]) AS q(user_id)
+             JOIN users u ON u.user_id = q.user_id
+             ORDER BY u.user_id FOR UPDATE OF u
+         ), ",
+            format!("SELECT r.* FROM r LEFT JOIN locked l ON l.user_id = r.user_id WHERE {WANTED}"),
+            "SELECT array_agg(r.ord - 1) AS ords FROM r WHERE r.ord NOT IN (SELECT ord FROM kept)",
+            // A recipient `locked` did not find (no row yet) whose row has
+            // preferences once the upsert took it: another transaction made
+            // it meanwhile. What was kept may be wrong, so start again.
+            "SELECT herald_retry('a recipient appeared during the publish')
+             FROM reserved w LEFT JOIN locked l ON l.user_id = w.user_id
+             WHERE l.user_id IS NULL AND w.preferences <> '{}'::jsonb",
+        )
+    } else {
+        (
+            "",
+            "SELECT r.* FROM r".to_owned(),
+            "SELECT NULL::int8[] AS ords",
+            "SELECT true WHERE false",
+        )
+    };
+    format!(
+        r#"WITH {locked}c AS (
+             SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+                                  $15::text[], $16::bool[])
+                  WITH ORDINALITY AS c(title, body, category, data, expires_at, actions, critical, idx)
+         ), r AS (
+             SELECT r.id, r.user_id, r.content, r.topic, r.ord, c.category, c.critical
+             FROM unnest($4::uuid[], $5::text[], $6::int4[], $17::text[])
+                  WITH ORDINALITY AS r(id, user_id, content, topic, ord)
+             JOIN c ON c.idx = r.content
+         ), kept AS (
+             {kept}
+         ), per_user AS (
+             SELECT user_id, count(*) AS n FROM kept GROUP BY user_id
+         ), reserved AS (
+             INSERT INTO users (user_id, last_seq, unread, unseen)
+             SELECT user_id, n, n, n FROM per_user ORDER BY user_id
+             ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + EXCLUDED.last_seq,
+                                                 unread = users.unread + EXCLUDED.unread,
+                                                 unseen = users.unseen + EXCLUDED.unseen
+             RETURNING user_id, last_seq, unread, unseen, preferences
+         ), guard AS (
+             {guard}
+         ), numbered AS (
+             SELECT k.id, k.user_id, k.content, k.topic,
+                    row_number() OVER (PARTITION BY k.user_id ORDER BY k.ord) AS nth,
+                    count(*) OVER (PARTITION BY k.user_id) AS n
+             FROM kept k
+             WHERE NOT EXISTS (SELECT 1 FROM guard)
+         ), inserted AS (
+             INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at,
+                                        expires_at, actions, topic, counts_unread, counts_unseen)
+             SELECT r.id, r.user_id, w.last_seq - r.n + r.nth,
+                    c.title, c.body, c.category, c.data::jsonb, $7, c.expires_at,
+                    coalesce(c.actions::jsonb, '[]'), r.topic,
+                    w.unread - r.n + r.nth, w.unseen - r.n + r.nth
+             FROM numbered AS r
+             JOIN reserved AS w ON w.user_id = r.user_id
+             JOIN c ON c.idx = r.content
+         ), payloads AS (
+             SELECT array_agg(w.user_id) AS users, array_agg(w.last_seq) AS last_seqs,
+                    array_agg(w.unread) AS unread, array_agg(w.unseen) AS unseen,
+                    '{{"i":' || to_json($13::text)::text || ',"w":['
+                      || string_agg('[' || to_json(w.user_id)::text || ',' || w.last_seq || ']', ',')
+                      || ']}}' AS payload
+             FROM reserved AS w
+             JOIN unnest($1::text[], $3::int4[]) AS p(u, part) ON p.u = w.user_id
+             GROUP BY p.part
+         ), skipped AS (
+             {skipped}
+         )
+         SELECT users, last_seqs, unread, unseen, NULL::int8[] AS skipped
+         FROM payloads, pg_notify($14, payload)
+         UNION ALL
+         SELECT NULL, NULL, NULL, NULL, ords FROM skipped WHERE ords IS NOT NULL"#
+    )
+}
+
 /// A batch without keys as one statement, so it costs one round trip (and,
 /// outside an explicit transaction, is its own transaction: one commit, one
 /// fsync):
@@ -88,69 +178,14 @@ pub async fn publish_batch(
     created_at: DateTime<Utc>,
     instance: &str,
 ) -> Result<BatchWritten, sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            r#"WITH locked AS (
-             -- A join, not `user_id = ANY($1)`: when a row was changed by a
-             -- commit this one waited for, PostgreSQL rechecks the row; with
-             -- an array condition each recheck sorted the whole array again.
-             SELECT u.user_id, u.preferences
-             FROM unnest($1::text[]) AS q(user_id)
-             JOIN users u ON u.user_id = q.user_id
-             ORDER BY u.user_id FOR UPDATE OF u
-         ), c AS (
-             SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
-                                  $15::text[], $16::bool[])
-                  WITH ORDINALITY AS c(title, body, category, data, expires_at, actions, critical, idx)
-         ), r AS (
-             SELECT r.id, r.user_id, r.content, r.topic, r.ord, c.category, c.critical
-             FROM unnest($4::uuid[], $5::text[], $6::int4[], $17::text[])
-                  WITH ORDINALITY AS r(id, user_id, content, topic, ord)
-             JOIN c ON c.idx = r.content
-         ), kept AS (
-             SELECT r.* FROM r LEFT JOIN locked l ON l.user_id = r.user_id WHERE {WANTED}
-         ), per_user AS (
-             SELECT user_id, count(*) AS n FROM kept GROUP BY user_id
-         ), reserved AS (
-             INSERT INTO users (user_id, last_seq, unread, unseen)
-             SELECT user_id, n, n, n FROM per_user ORDER BY user_id
-             ON CONFLICT (user_id) DO UPDATE SET last_seq = users.last_seq + EXCLUDED.last_seq,
-                                                 unread = users.unread + EXCLUDED.unread,
-                                                 unseen = users.unseen + EXCLUDED.unseen
-             RETURNING user_id, last_seq, unread, unseen
-         ), numbered AS (
-             SELECT k.id, k.user_id, k.content, k.topic,
-                    row_number() OVER (PARTITION BY k.user_id ORDER BY k.ord) AS nth,
-                    count(*) OVER (PARTITION BY k.user_id) AS n
-             FROM kept k
-         ), inserted AS (
-             INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at,
-                                        expires_at, actions, topic, counts_unread, counts_unseen)
-             SELECT r.id, r.user_id, w.last_seq - r.n + r.nth,
-                    c.title, c.body, c.category, c.data::jsonb, $7, c.expires_at,
-                    coalesce(c.actions::jsonb, '[]'), r.topic,
-                    w.unread - r.n + r.nth, w.unseen - r.n + r.nth
-             FROM numbered AS r
-             JOIN reserved AS w ON w.user_id = r.user_id
-             JOIN c ON c.idx = r.content
-         ), payloads AS (
-             SELECT array_agg(w.user_id) AS users, array_agg(w.last_seq) AS last_seqs,
-                    array_agg(w.unread) AS unread, array_agg(w.unseen) AS unseen,
-                    '{{"i":' || to_json($13::text)::text || ',"w":['
-                      || string_agg('[' || to_json(w.user_id)::text || ',' || w.last_seq || ']', ',')
-                      || ']}}' AS payload
-             FROM reserved AS w
-             JOIN unnest($1::text[], $3::int4[]) AS p(u, part) ON p.u = w.user_id
-             GROUP BY p.part
-         ), skipped AS (
-             SELECT array_agg(r.ord - 1) AS ords FROM r WHERE r.ord NOT IN (SELECT ord FROM kept)
-         )
-         SELECT users, last_seqs, unread, unseen, NULL::int8[] AS skipped
-         FROM payloads, pg_notify($14, payload)
-         UNION ALL
-         SELECT NULL, NULL, NULL, NULL, ords FROM skipped WHERE ords IS NOT NULL"#
-        )
-    });
+    static WITH_PREFERENCES: LazyLock<String> = LazyLock::new(|| publish_sql(true));
+    static WITHOUT: LazyLock<String> = LazyLock::new(|| publish_sql(false));
+    let wanted = rows
+        .categories
+        .iter()
+        .zip(&rows.critical)
+        .any(|(category, critical)| category.is_some() && !critical);
+    let sql = if wanted { &WITH_PREFERENCES } else { &WITHOUT };
     type Part = (
         Option<Vec<String>>,
         Option<Vec<i64>>,
@@ -158,7 +193,7 @@ pub async fn publish_batch(
         Option<Vec<i64>>,
         Option<Vec<i64>>,
     );
-    let parts: Vec<Part> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+    let parts: Vec<Part> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
         .bind(&recipients.users)
         .bind(Vec::<i64>::new())
         .bind(&recipients.payloads)

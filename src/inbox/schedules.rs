@@ -59,9 +59,17 @@ impl Schedules {
                 "this Idempotency-Key was used with a different request body",
             ));
         }
-        db::schedules::get(&self.pool, id)
+        // The first answer again, as created (its progress is at
+        // `GET /v1/schedules/{id}`).
+        let first = db::schedules::get(&self.pool, id)
             .await?
-            .ok_or(InboxError::NotFound("no such schedule"))
+            .ok_or(InboxError::NotFound("no such schedule"))?;
+        Ok(Schedule {
+            status: "scheduled".into(),
+            notifications: None,
+            skipped: None,
+            ..first
+        })
     }
 
     pub async fn get(&self, asker: Asker<'_>, id: Uuid) -> Result<Schedule, InboxError> {
