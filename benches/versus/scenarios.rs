@@ -167,32 +167,14 @@ pub async fn throughput(
         });
     }
     futures_util::future::join_all(tasks).await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let accepted = published.accepted();
-    let mut delivery = drained(&tally, accepted).await;
-    stop.cancel();
-    let rate = accepted as f64 / elapsed;
-    let publish = Percentiles::of(&mut published.latencies.lock().unwrap());
-    let mut samples = std::mem::take(&mut *tally.latencies.lock().unwrap());
-    let deliver = Percentiles::of(&mut samples);
-    println!(
-        "  {rate:.0} publishes/s ({accepted} in {elapsed:.1} s, {} errors); publish {}; deliver {}; {}/{accepted} delivered",
-        published.errors(),
-        publish.human(),
-        deliver.human(),
-        tally.received(),
-    );
-    delivery["publishes_per_s"] = json!(rate);
-    delivery["publishers"] = json!(publishers);
-    delivery["errors"] = json!(published.errors());
-    delivery["publish"] = publish.json();
-    delivery["deliver"] = deliver.json();
-    delivery["primary"] = json!(rate);
-    complete(&delivery)?;
-    Ok(Outcome {
-        result: delivery,
-        deliver_samples: samples,
-    })
+    let rate = Rate {
+        unit: "publishes/s",
+        per_request: "publish",
+        start,
+        publishers,
+    };
+    rate.report(&published, &tally, stop, serde_json::Map::new())
+        .await
 }
 
 /// Bulk publishing: each publisher sends batches of `batch` single-recipient
@@ -239,33 +221,69 @@ pub async fn bulk(
         });
     }
     futures_util::future::join_all(tasks).await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let accepted = published.accepted();
-    let mut delivery = drained(&tally, accepted).await;
-    stop.cancel();
-    let rate = accepted as f64 / elapsed;
-    let publish = Percentiles::of(&mut published.latencies.lock().unwrap());
-    let mut samples = std::mem::take(&mut *tally.latencies.lock().unwrap());
-    let deliver = Percentiles::of(&mut samples);
-    println!(
-        "  {rate:.0} notifications/s in batches of {batch} ({accepted} in {elapsed:.1} s, {} errors); batch {}; deliver {}; {}/{accepted} delivered",
-        published.errors(),
-        publish.human(),
-        deliver.human(),
-        tally.received(),
-    );
-    delivery["notifications_per_s"] = json!(rate);
-    delivery["batch"] = json!(batch);
-    delivery["publishers"] = json!(publishers);
-    delivery["errors"] = json!(published.errors());
-    delivery["publish"] = publish.json();
-    delivery["deliver"] = deliver.json();
-    delivery["primary"] = json!(rate);
-    complete(&delivery)?;
-    Ok(Outcome {
-        result: delivery,
-        deliver_samples: samples,
-    })
+    let rate = Rate {
+        unit: "notifications/s",
+        per_request: "batch",
+        start,
+        publishers,
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert("batch".into(), json!(batch));
+    rate.report(&published, &tally, stop, extra).await
+}
+
+/// The end of a closed-loop rate measurement: waits for the deliveries,
+/// prints the line and builds the result.
+struct Rate {
+    /// What is counted per second (`publishes/s`, `notifications/s`).
+    unit: &'static str,
+    /// What one request is, in the printed line.
+    per_request: &'static str,
+    start: Instant,
+    publishers: usize,
+}
+
+impl Rate {
+    async fn report(
+        &self,
+        published: &Published,
+        tally: &Tally,
+        stop: CancellationToken,
+        extra: serde_json::Map<String, Value>,
+    ) -> anyhow::Result<Outcome> {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let accepted = published.accepted();
+        let mut delivery = drained(tally, accepted).await;
+        stop.cancel();
+        let rate = accepted as f64 / elapsed;
+        let publish = Percentiles::of(&mut published.latencies.lock().unwrap());
+        let mut samples = std::mem::take(&mut *tally.latencies.lock().unwrap());
+        let deliver = Percentiles::of(&mut samples);
+        println!(
+            "  {rate:.0} {} ({accepted} in {elapsed:.1} s, {} errors); {} {}; deliver {}; {}/{accepted} delivered",
+            self.unit,
+            published.errors(),
+            self.per_request,
+            publish.human(),
+            deliver.human(),
+            tally.received(),
+        );
+        let key = self.unit.replace('/', "_per_");
+        delivery[key.as_str()] = json!(rate);
+        for (k, v) in extra {
+            delivery[k.as_str()] = v;
+        }
+        delivery["publishers"] = json!(self.publishers);
+        delivery["errors"] = json!(published.errors());
+        delivery["publish"] = publish.json();
+        delivery["deliver"] = deliver.json();
+        delivery["primary"] = json!(rate);
+        complete(&delivery)?;
+        Ok(Outcome {
+            result: delivery,
+            deliver_samples: samples,
+        })
+    }
 }
 
 /// Open loop: publish *i* is due at `start + i/rate` and goes out then even if
