@@ -99,12 +99,12 @@ fn publish_sql(preferences: bool) -> String {
     };
     format!(
         r#"WITH {locked}c AS (
-             SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
-                                  $15::text[], $16::bool[])
+             SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::timestamptz[],
+                                  $14::text[], $15::bool[])
                   WITH ORDINALITY AS c(title, body, category, data, expires_at, actions, critical, idx)
          ), r AS (
              SELECT r.id, r.user_id, r.content, r.topic, r.ord, c.category, c.critical
-             FROM unnest($4::uuid[], $5::text[], $6::int4[], $17::text[])
+             FROM unnest($3::uuid[], $4::text[], $5::int4[], $16::text[])
                   WITH ORDINALITY AS r(id, user_id, content, topic, ord)
              JOIN c ON c.idx = r.content
          ), kept AS (
@@ -130,7 +130,7 @@ fn publish_sql(preferences: bool) -> String {
              INSERT INTO notifications (id, user_id, seq, title, body, category, data, created_at,
                                         expires_at, actions, topic, counts_unread, counts_unseen)
              SELECT r.id, r.user_id, w.last_seq - r.n + r.nth,
-                    c.title, c.body, c.category, c.data::jsonb, $7, c.expires_at,
+                    c.title, c.body, c.category, c.data::jsonb, $6, c.expires_at,
                     coalesce(c.actions::jsonb, '[]'), r.topic,
                     w.unread - r.n + r.nth, w.unseen - r.n + r.nth
              FROM numbered AS r
@@ -139,17 +139,17 @@ fn publish_sql(preferences: bool) -> String {
          ), payloads AS (
              SELECT array_agg(w.user_id) AS users, array_agg(w.last_seq) AS last_seqs,
                     array_agg(w.unread) AS unread, array_agg(w.unseen) AS unseen,
-                    '{{"i":' || to_json($13::text)::text || ',"w":['
+                    '{{"i":' || to_json($12::text)::text || ',"w":['
                       || string_agg('[' || to_json(w.user_id)::text || ',' || w.last_seq || ']', ',')
                       || ']}}' AS payload
              FROM reserved AS w
-             JOIN unnest($1::text[], $3::int4[]) AS p(u, part) ON p.u = w.user_id
+             JOIN unnest($1::text[], $2::int4[]) AS p(u, part) ON p.u = w.user_id
              GROUP BY p.part
          ), skipped AS (
              {skipped}
          )
          SELECT users, last_seqs, unread, unseen, NULL::int8[] AS skipped
-         FROM payloads, pg_notify($14, payload)
+         FROM payloads, pg_notify($13, payload)
          UNION ALL
          SELECT NULL, NULL, NULL, NULL, ords FROM skipped WHERE ords IS NOT NULL"#
     )
@@ -195,7 +195,6 @@ pub async fn publish_batch(
     );
     let parts: Vec<Part> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
         .bind(&recipients.users)
-        .bind(Vec::<i64>::new())
         .bind(&recipients.payloads)
         .bind(&rows.ids)
         .bind(&rows.users)
