@@ -17,6 +17,7 @@ use crate::http::routes;
 use crate::http::slow_heads::{self, SlowHeads};
 use crate::http::state::AppState;
 use crate::http::telemetry::{self, RedactedRootSpan};
+use crate::http::token_cache::TokenCache;
 use crate::http::{body_deadline, cors};
 use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
@@ -103,6 +104,7 @@ impl Application {
         port: u16,
     ) -> anyhow::Result<Self> {
         let verifier = web::Data::new(Verifier::from_settings(&settings)?);
+        let token_cache = web::Data::new(TokenCache::new()?);
         let shutdown = CancellationToken::new();
         let instance = uuid::Uuid::new_v4().to_string();
         let hub = Hub::new(settings.stream.max_streams_per_user);
@@ -216,6 +218,7 @@ impl Application {
                 .wrap(TracingLogger::<RedactedRootSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(verifier.clone())
+                .app_data(token_cache.clone())
                 .app_data(routes::json_config(body_limit))
                 .app_data(routes::path_config())
                 .app_data(routes::query_config())

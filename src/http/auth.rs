@@ -361,12 +361,14 @@ fn verifier(req: &HttpRequest) -> &Verifier {
 
 fn authenticate(req: &HttpRequest, allow_query_token: bool) -> Result<Principal, ApiError> {
     let verifier = verifier(req);
+    // Through the token cache (`token_cache`): a token is verified once.
+    let verify = |token: &str| crate::http::token_cache::verify(req, verifier, token);
     if let Some(token) = bearer(req)? {
-        return verifier.verify(token);
+        return verify(token);
     }
     if allow_query_token {
         if let Some(token) = query_token(req) {
-            return verifier.verify(&token);
+            return verify(&token);
         }
     } else if has_query_token(req) {
         return Err(ApiError::Unauthorized(

@@ -17,3 +17,4 @@ pub mod routes;
 pub mod slow_heads;
 pub mod state;
 pub mod telemetry;
+pub mod token_cache;
