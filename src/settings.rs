@@ -57,7 +57,7 @@ pub struct Settings {
     #[serde(default)]
     #[garde(dive)]
     pub timers: TimerSettings,
-    #[garde(skip)]
+    #[garde(dive)]
     pub log: LogSettings,
     #[serde(default)]
     #[garde(dive)]
@@ -285,11 +285,22 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
+    #[garde(skip)]
     pub format: LogFormat,
+    #[garde(skip)]
     pub level: String,
+    /// One access-log line per this many answered requests below 400
+    /// (1: every one; 0: none); answers of 400 and above are always logged.
+    #[serde(default = "default_access_sample")]
+    #[garde(range(min = 0, max = 1_000_000))]
+    pub access_sample: u32,
+}
+
+fn default_access_sample() -> u32 {
+    1
 }
 
 impl Settings {

@@ -8,7 +8,6 @@ use actix_web::{App, HttpServer, middleware, web};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing_actix_web::TracingLogger;
 
 use crate::db;
 use crate::http::auth::Verifier;
@@ -16,7 +15,7 @@ use crate::http::limits::PublishLimiter;
 use crate::http::routes;
 use crate::http::slow_heads::{self, SlowHeads};
 use crate::http::state::AppState;
-use crate::http::telemetry::{self, RedactedRootSpan};
+use crate::http::telemetry::{self, AccessLog};
 use crate::http::token_cache::TokenCache;
 use crate::http::{body_deadline, cors};
 use crate::inbox::Inbox;
@@ -191,6 +190,7 @@ impl Application {
         });
         let app_state = state.clone();
         let body_limit = settings.server.max_body_bytes;
+        let access_sample = settings.log.access_sample;
         let cors_settings = settings.cors.clone();
         let body_timeout = settings.server.client_request_timeout();
         let slow_heads = SlowHeads::default();
@@ -215,7 +215,7 @@ impl Application {
                         .add(("Referrer-Policy", "no-referrer"))
                         .add(("X-Frame-Options", "DENY")),
                 )
-                .wrap(TracingLogger::<RedactedRootSpan>::new())
+                .wrap(AccessLog::new(access_sample))
                 .app_data(app_state.clone())
                 .app_data(verifier.clone())
                 .app_data(token_cache.clone())

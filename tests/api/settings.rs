@@ -92,6 +92,8 @@ fn every_numeric_setting_is_range_checked_naming_the_key() {
         ("retention", "idempotency_hours", "0"),
         ("retention", "interval_secs", "0"),
         ("retention", "batch", "-5"),
+        ("log", "access_sample", "1000001"),
+        ("log", "access_sample", "-1"),
     ] {
         let error = load_error(&format!("[{section}]\n{key} = {bad}"));
         assert!(
