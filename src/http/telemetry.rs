@@ -3,15 +3,18 @@
 //! Access-log lines record the path but never the query string:
 //! `access_token` travels there, and no token may reach a log line.
 
-use std::cell::Cell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use actix_web::Error;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::{Error, HttpRequest};
 use futures_util::future::LocalBoxFuture;
+use metrics::Counter;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::http::state::AppState;
@@ -165,28 +168,71 @@ where
 
 fn record<B>(response: &ServiceResponse<B>, status: u16, started: Instant, log: bool) {
     let request = response.request();
-    let route = request.match_pattern();
-    let route = route.as_deref().unwrap_or("unmatched");
     let method = method_label(request.method());
-    metrics::counter!(
-        "herald_http_requests_total",
-        "route" => route.to_owned(),
-        "method" => method,
-        "status" => status_label(status)
-    )
-    .increment(1);
+    let route = count_request(request, method, status);
     if log {
         // The path, never the query string: `access_token` travels there.
         tracing::info!(
             target: "herald::access",
             method,
-            route,
+            route = &*route,
             path = request.path(),
             status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "request"
         );
     }
+}
+
+thread_local! {
+    /// This worker's request counters of the routes without parameters, by
+    /// path: such a request (`POST /v1/notifications`) is counted without
+    /// walking the route table again to name its route and without building
+    /// the series' key. Bounded by the route table: only a path that is a
+    /// route's pattern itself is kept.
+    static STATIC_ROUTES: RefCell<HashMap<Box<str>, HashMap<(&'static str, u16), Counter>>> =
+        RefCell::new(HashMap::new());
+}
+
+fn request_counter(route: &str, method: &'static str, status: u16) -> Counter {
+    metrics::counter!(
+        "herald_http_requests_total",
+        "route" => route.to_owned(),
+        "method" => method,
+        "status" => status_label(status)
+    )
+}
+
+/// Counts the request in `herald_http_requests_total`; its route label.
+fn count_request<'a>(request: &'a HttpRequest, method: &'static str, status: u16) -> Cow<'a, str> {
+    let path = request.path();
+    let known = STATIC_ROUTES.with(|routes| {
+        let mut routes = routes.borrow_mut();
+        let counters = routes.get_mut(path)?;
+        counters
+            .entry((method, status))
+            .or_insert_with(|| request_counter(path, method, status))
+            .increment(1);
+        Some(())
+    });
+    if known.is_some() {
+        return Cow::Borrowed(path);
+    }
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let counter = request_counter(&route, method, status);
+    counter.increment(1);
+    if route == path {
+        STATIC_ROUTES.with(|routes| {
+            routes
+                .borrow_mut()
+                .entry(path.into())
+                .or_default()
+                .insert((method, status), counter);
+        });
+    }
+    Cow::Owned(route)
 }
 
 // Every label value of a request series comes from a closed set: anyone can
