@@ -119,6 +119,22 @@ impl Event {
         }
     }
 
+    /// [`Event::frame`] as JSON text, written directly: `data` is JSON
+    /// already (serde_json wrote it) and the type is a fixed name, so
+    /// nothing is parsed again; the same bytes serde_json writes.
+    pub fn frame_json(&self) -> String {
+        let kind = self.kind.as_str();
+        let mut out = String::with_capacity(self.data.len() + kind.len() + 40);
+        out.push_str("{\"seq\":");
+        out.push_str(itoa_i64(self.seq).as_str());
+        out.push_str(",\"type\":\"");
+        out.push_str(kind);
+        out.push_str("\",\"data\":");
+        out.push_str(&self.data);
+        out.push('}');
+        out
+    }
+
     pub fn frame(&self) -> EventFrame<'_> {
         EventFrame {
             seq: self.seq,
@@ -126,6 +142,41 @@ impl Event {
             // `data` was produced by serde_json, so it is valid JSON.
             data: serde_json::from_str(&self.data).expect("event data is JSON"),
         }
+    }
+}
+
+/// An integer's decimal digits without a heap allocation.
+fn itoa_i64(n: i64) -> Digits {
+    let mut digits = Digits {
+        bytes: [0; 20],
+        start: 20,
+    };
+    let negative = n < 0;
+    let mut rest = n.unsigned_abs();
+    loop {
+        digits.start -= 1;
+        digits.bytes[digits.start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative {
+        // i64::MIN has 19 digits, so the sign still fits.
+        digits.start -= 1;
+        digits.bytes[digits.start] = b'-';
+    }
+    digits
+}
+
+struct Digits {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.start..]).expect("ASCII digits")
     }
 }
 
@@ -214,5 +265,34 @@ mod tests {
             with_counts("{}".into(), c),
             r#"{"counts":{"unread":2,"unseen":3}}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    #[test]
+    fn frame_json_is_what_serde_json_writes() {
+        for seq in [0, 7, 1234567890123, i64::MAX, -1, i64::MIN] {
+            for (kind, data) in [
+                (
+                    EventKind::Notification,
+                    r#"{"id":"x","title":"T \"q\" é","n":[1,2]}"#,
+                ),
+                (EventKind::ReadAll, r#"{"counts":{"unread":0,"unseen":0}}"#),
+            ] {
+                let event = Event {
+                    seq,
+                    kind,
+                    data: data.into(),
+                    published_at: None,
+                };
+                assert_eq!(
+                    event.frame_json(),
+                    serde_json::to_string(&event.frame()).unwrap()
+                );
+            }
+        }
     }
 }

@@ -82,8 +82,7 @@ fn render(frame: Frame, format: Format) -> sse::Event {
             .id(e.seq.to_string())
             .into(),
         (Frame::Event(e), Format::Message) => {
-            let frame = serde_json::to_string(&e.frame()).expect("an event frame serializes");
-            sse::Data::new(frame).id(e.seq.to_string()).into()
+            sse::Data::new(e.frame_json()).id(e.seq.to_string()).into()
         }
         (Frame::Closing(end), _) => sse::Event::Comment(end.reason().into()),
     }

@@ -75,7 +75,7 @@ impl Connection {
             tokio::select! {
                 frame = frames.recv() => {
                     let text = match frame {
-                        Some(Frame::Event(e)) => serde_json::to_string(&e.frame()).expect("serializes"),
+                        Some(Frame::Event(e)) => e.frame_json(),
                         Some(Frame::Closing(end)) => break close_reason(end),
                         None => break None,
                     };
