@@ -226,3 +226,21 @@ async fn every_transport_and_scope_works_with_key_set_tokens() {
         other => panic!("expected a 401, got {:?}", other.map(|(_, r)| r.status())),
     }
 }
+
+#[test]
+fn herald_token_says_it_cannot_sign_with_a_key_set() {
+    let output = crate::settings::herald(
+        &["token", "--sub", "kim"],
+        &[(
+            "HERALD__AUTH__JWKS_URL",
+            "https://id.example/realms/acme/protocol/openid-connect/certs",
+        )],
+    );
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("auth.jwks_url is set") && stderr.contains("identity provider"),
+        "{stderr}"
+    );
+}
