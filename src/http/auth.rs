@@ -250,9 +250,11 @@ impl Verifier {
         }
     }
 
-    /// Who `token` says the caller is, if it is valid. Depends only on the
-    /// token, the keys and the clock, so its answer may be cached until the
-    /// token's `exp`.
+    /// Who `token` says the caller is, if it is valid. The answer depends
+    /// only on the token, the keys and the clock: a cache in front of this
+    /// may keep an `Ok` until the token's `exp` (with a key set, also past
+    /// the removal of its key, for as long as the cache keeps it), but not a
+    /// `KeysUnavailable`, which passes when the key set arrives.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid(format!(

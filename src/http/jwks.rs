@@ -138,22 +138,23 @@ impl Jwks {
     }
 
     /// Fetches the set now, then whenever its lifetime ends or a retry is
-    /// due, until `shutdown`.
+    /// due, until `shutdown` (which also ends a fetch under way).
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
-            let next = self.read().next_fetch;
-            if Instant::now() >= next {
-                let _fetching = self.inner.fetching.lock().await;
-                // A fetch on demand may have moved the time meanwhile.
-                if Instant::now() >= self.read().next_fetch {
-                    self.fetch_locked().await;
-                }
-                continue;
-            }
+            let due = self.read().next_fetch;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(next) => {}
+                _ = self.fetch_when_due(due) => {}
             }
+        }
+    }
+
+    async fn fetch_when_due(&self, due: Instant) {
+        tokio::time::sleep_until(due).await;
+        let _fetching = self.inner.fetching.lock().await;
+        // A fetch on demand may have moved the time meanwhile.
+        if Instant::now() >= self.read().next_fetch {
+            self.fetch_locked().await;
         }
     }
 
