@@ -5,8 +5,10 @@
 //! Only successful verifications are kept, and each for at most
 //! [`MAX_AGE`] and never past the token's `exp`: a token that has expired
 //! is verified again (and refused), and a key that changes (a new secret, a
-//! rotated JWKS) stops being trusted for a cached token within [`MAX_AGE`]
-//! at most, or at once when its owner calls [`TokenCache::clear`].
+//! rotated key set) stops being trusted for a cached token within
+//! [`MAX_AGE`] at most, or at once when its owner calls [`TokenCache::clear`].
+//! A refusal is never kept, `KeysUnavailable` included: it passes when the
+//! key set arrives.
 //!
 //! The cache never holds a token: entries are found by a keyed 128-bit
 //! hash of it, with keys drawn at random when the process starts, so no
@@ -18,10 +20,7 @@ use std::hash::Hasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use actix_web::{HttpRequest, web};
-
-use crate::http::auth::{Principal, Verifier};
-use crate::http::error::ApiError;
+use crate::http::auth::{AuthError, Principal, Verifier};
 
 /// The longest a verification is trusted without checking again.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
@@ -66,7 +65,7 @@ impl TokenCache {
     }
 
     /// `verifier.verify(token)`, from the cache while it may be trusted.
-    pub fn verify(&self, verifier: &Verifier, token: &str) -> Result<Principal, ApiError> {
+    pub async fn verify(&self, verifier: &Verifier, token: &str) -> Result<Principal, AuthError> {
         let key = self.key(token);
         let now = Instant::now();
         if let Some(entry) = self.entries.lock().expect("not poisoned").get(&key)
@@ -74,7 +73,7 @@ impl TokenCache {
         {
             return Ok(entry.principal.clone());
         }
-        let principal = verifier.verify(token)?;
+        let principal = verifier.verify(token).await?;
         // To the millisecond: an entry ends no later than `exp` itself.
         let to_exp = principal.expires_at * 1000 - chrono::Utc::now().timestamp_millis();
         if to_exp > 0 {
@@ -111,14 +110,6 @@ impl TokenCache {
     }
 }
 
-/// What `auth` calls: through the app's cache when it has one.
-pub fn verify(req: &HttpRequest, verifier: &Verifier, token: &str) -> Result<Principal, ApiError> {
-    match req.app_data::<web::Data<TokenCache>>() {
-        Some(cache) => cache.verify(verifier, token),
-        None => verifier.verify(token),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,47 +127,50 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_token_is_kept_once_verified_and_others_are_not_mistaken_for_it() {
+    #[tokio::test]
+    async fn a_token_is_kept_once_verified_and_others_are_not_mistaken_for_it() {
         let (verifier, signer) = setup();
         let cache = TokenCache::new().unwrap();
         let a = signer.token_for("alice", &[Scope::Publish], 600).unwrap();
         let b = signer.token_for("bob", &[], 600).unwrap();
-        assert_eq!(cache.verify(&verifier, &a).unwrap().user.as_str(), "alice");
+        assert_eq!(
+            cache.verify(&verifier, &a).await.unwrap().user.as_str(),
+            "alice"
+        );
         assert_eq!(cache.len(), 1);
-        let again = cache.verify(&verifier, &a).unwrap();
+        let again = cache.verify(&verifier, &a).await.unwrap();
         assert!(again.publish && again.user.as_str() == "alice");
         assert_eq!(cache.len(), 1);
-        let bob = cache.verify(&verifier, &b).unwrap();
+        let bob = cache.verify(&verifier, &b).await.unwrap();
         assert!(!bob.publish && bob.user.as_str() == "bob");
         assert_eq!(cache.len(), 2);
     }
 
-    #[test]
-    fn a_refused_token_is_not_kept_and_a_tampered_one_is_still_refused() {
+    #[tokio::test]
+    async fn a_refused_token_is_not_kept_and_a_tampered_one_is_still_refused() {
         let (verifier, signer) = setup();
         let cache = TokenCache::new().unwrap();
         let good = signer.token_for("alice", &[], 600).unwrap();
-        cache.verify(&verifier, &good).unwrap();
+        cache.verify(&verifier, &good).await.unwrap();
         let mut tampered = good.clone();
         tampered.pop();
         tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
-        assert!(cache.verify(&verifier, &tampered).is_err());
+        assert!(cache.verify(&verifier, &tampered).await.is_err());
         let expired = signer.token_for("alice", &[], -3600).unwrap();
-        assert!(cache.verify(&verifier, &expired).is_err());
+        assert!(cache.verify(&verifier, &expired).await.is_err());
         assert_eq!(cache.len(), 1);
     }
 
-    #[test]
-    fn an_entry_never_outlives_exp() {
+    #[tokio::test]
+    async fn an_entry_never_outlives_exp() {
         let (verifier, signer) = setup();
         let cache = TokenCache::new().unwrap();
         // Expires within the leeway: accepted by the verifier, not kept.
         let past = signer.token_for("alice", &[], -5).unwrap();
-        assert!(cache.verify(&verifier, &past).is_ok());
+        assert!(cache.verify(&verifier, &past).await.is_ok());
         assert!(cache.is_empty());
         let soon = signer.token_for("alice", &[], 2).unwrap();
-        cache.verify(&verifier, &soon).unwrap();
+        cache.verify(&verifier, &soon).await.unwrap();
         let key = cache.key(&soon);
         let until = cache.entries.lock().unwrap()[&key].until;
         assert!(until <= Instant::now() + Duration::from_secs(2));
