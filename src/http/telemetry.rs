@@ -190,9 +190,11 @@ thread_local! {
     /// walking the route table again to name its route and without building
     /// the series' key. Bounded by the route table: only a path that is a
     /// route's pattern itself is kept.
-    static STATIC_ROUTES: RefCell<HashMap<Box<str>, HashMap<(&'static str, u16), Counter>>> =
-        RefCell::new(HashMap::new());
+    static STATIC_ROUTES: RefCell<HashMap<Box<str>, RouteCounters>> = RefCell::new(HashMap::new());
 }
+
+/// One route's request counters, by method label and status.
+type RouteCounters = HashMap<(&'static str, u16), Counter>;
 
 fn request_counter(route: &str, method: &'static str, status: u16) -> Counter {
     metrics::counter!(
