@@ -13,9 +13,12 @@
 //! send [`WARM_UP`] operations, so the connection pool is full and its
 //! statements prepared in both.
 //!
-//!   cargo bench --profile budget --bench budget -- check      # every entry, against benches/budget.toml
-//!   cargo bench --profile budget --bench budget -- measure publish_8 --count 4000
-//!   cargo bench --profile budget --bench budget -- memory     # KiB per idle SSE stream
+//!   scripts/budget.sh                          # every entry, against benches/budget.toml
+//!   scripts/budget.sh measure publish --count 8000
+//!   scripts/budget.sh memory                   # KiB per idle SSE stream
+//!
+//! (scripts/budget.sh builds `herald` with the `budget` profile and passes
+//! it with `--herald`; without it, the `herald` of this build's profile.)
 //!
 //! Under `cargo test` it only checks that the budget file parses.
 
