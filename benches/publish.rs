@@ -6,19 +6,21 @@
 //! cargo bench --bench publish -- latency [--users 1000] [--rate 2000] [--seconds 20]
 //! cargo bench --bench publish -- broadcast [--users N] [--publishers 8]
 //! cargo bench --bench publish -- topic [--users 10000]
+//! cargo bench --bench publish -- sql [--publishers 32] [--users 1000] [--seconds 20]
 //! cargo bench --bench publish -- replay-memory [--users 300] [--per-user 500]
 //!     [--read-kib 4] [--read-ms 50] [--time-limit 900] [--max-rss-mib 12288]
 //! ```
 //!
 //! With no scenario the first three run, one after the other (`replay-memory`
 //! only when named: it writes gigabytes). Under `cargo test` (no `--bench`
-//! argument, no scenario) all four run with a small load, as a smoke test
+//! argument, no scenario) all of them run with a small load, as a smoke test
 //! that keeps this benchmark working.
 //!
 //! Each scenario prints a summary and one line `RESULT {json}`.
 
 mod common;
 mod replay_memory;
+mod sql_publish;
 
 use common::args::Words;
 use common::server::ensure_open_files;
@@ -44,6 +46,8 @@ enum Scenario {
     Latency,
     Broadcast,
     Topic,
+    /// `herald_publish(...)` from SQL clients.
+    Sql,
     ReplayMemory,
 }
 
@@ -54,6 +58,7 @@ impl Scenario {
             Self::Latency => "latency",
             Self::Broadcast => "broadcast",
             Self::Topic => "topic",
+            Self::Sql => "sql",
             Self::ReplayMemory => "replay-memory",
         }
     }
@@ -67,6 +72,8 @@ struct Config {
     rate: f64,
     /// `--users` was given (`topic` has its own default otherwise).
     users_given: bool,
+    /// `--publishers` was given (`sql` has its own default otherwise).
+    publishers_given: bool,
     replay: ReplayOptions,
 }
 
@@ -78,6 +85,7 @@ impl Default for Config {
             seconds: 20.0,
             rate: 2000.0,
             users_given: false,
+            publishers_given: false,
             replay: ReplayOptions::full(),
         }
     }
@@ -92,6 +100,7 @@ impl Config {
             seconds: 1.0,
             rate: 200.0,
             users_given: false,
+            publishers_given: true,
             replay: ReplayOptions::smoke(),
         }
     }
@@ -121,9 +130,13 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             "latency" => scenarios.push(Scenario::Latency),
             "broadcast" => scenarios.push(Scenario::Broadcast),
             "topic" => scenarios.push(Scenario::Topic),
+            "sql" => scenarios.push(Scenario::Sql),
             "replay-memory" => scenarios.push(Scenario::ReplayMemory),
             "--bench" => {}
-            "--publishers" => config.publishers = value()?.parse()?,
+            "--publishers" => {
+                config.publishers = value()?.parse()?;
+                config.publishers_given = true;
+            }
             "--users" => {
                 config.users = value()?.parse()?;
                 users = Some(config.users);
@@ -137,7 +150,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             "--max-rss-mib" => config.replay.max_rss_mib = value()?.parse()?,
             "--list" if !bench => return Ok(Plan::Skip),
             _ if bench => bail!(
-                "unknown argument {word:?}; usage: throughput|latency|broadcast|topic|replay-memory [--publishers N] [--users N] [--seconds S] [--rate R] [--per-user N] [--read-kib K] [--read-ms MS] [--time-limit S] [--max-rss-mib M]"
+                "unknown argument {word:?}; usage: throughput|latency|broadcast|topic|sql|replay-memory [--publishers N] [--users N] [--seconds S] [--rate R] [--per-user N] [--read-kib K] [--read-ms MS] [--time-limit S] [--max-rss-mib M]"
             ),
             // libtest flags such as --nocapture mean nothing here.
             _ if flag.starts_with("--") => {}
@@ -160,6 +173,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Plan> {
             Scenario::Latency,
             Scenario::Broadcast,
             Scenario::Topic,
+            Scenario::Sql,
             Scenario::ReplayMemory,
         ];
     }
@@ -219,6 +233,7 @@ fn main() -> anyhow::Result<()> {
                     Scenario::Latency => latency(&env, &config).await,
                     Scenario::Broadcast => broadcast(&env, &config).await,
                     Scenario::Topic => topic(&env, &config).await,
+                    Scenario::Sql => sql(&env, &config).await,
                     Scenario::ReplayMemory => unreachable!("run above"),
                 }
             });
@@ -750,6 +765,39 @@ async fn publish_until(
 
 /// A broadcast to `users` known users while single publishes keep going:
 /// how long until every user has it, and what it does to the singles.
+/// `herald_publish(...)` from 32 SQL clients (unless `--publishers` says
+/// otherwise), each call its own transaction.
+async fn sql(env: &Env, config: &Config) -> anyhow::Result<bool> {
+    let clients = if config.publishers_given {
+        config.publishers
+    } else {
+        32
+    };
+    let users = Arc::new(user_ids(config.users));
+    env.seed_users(&users, &env.publisher_token()?).await?;
+    println!(
+        "sql: herald_publish from {clients} SQL clients, {} users, {} s, fsync on",
+        config.users, config.seconds
+    );
+    let outcome = sql_publish::run(&env.db_url, users, clients, config.seconds).await?;
+    let per_sec = outcome.published as f64 / outcome.elapsed_s;
+    println!(
+        "  published      {} in {:.1} s, {} errors",
+        outcome.published, outcome.elapsed_s, outcome.errors
+    );
+    println!("  throughput     {per_sec:.0} publishes/s");
+    println!("  publish        {}", outcome.latency.human());
+    let mut result = common_fields(Scenario::Sql, config);
+    result.insert("clients".into(), clients.into());
+    result.insert("elapsed_s".into(), json!(outcome.elapsed_s));
+    result.insert("published".into(), outcome.published.into());
+    result.insert("errors".into(), outcome.errors.into());
+    result.insert("publishes_per_sec".into(), json!(per_sec.round()));
+    result.insert("publish_latency_us".into(), outcome.latency.json());
+    println!("RESULT {}", Value::Object(result));
+    Ok(outcome.errors == 0 && outcome.published > 0)
+}
+
 /// A publish to a topic of `--users` subscribers (10,000 unless given: the
 /// largest that is still one transaction) next to the same publish naming
 /// them all as recipients: what expanding the topic inside the publish

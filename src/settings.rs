@@ -158,6 +158,27 @@ pub struct AuthSettings {
     /// The `scope` value that grants publishing.
     #[garde(custom(rules::scope_name))]
     pub scope_publish: String,
+    /// An identity provider's key set (JWKS): when set, tokens are checked
+    /// against its keys only, chosen by `kid`.
+    #[garde(custom(rules::jwks_url))]
+    pub jwks_url: String,
+    /// How long the key set is kept when its answer has no `max-age`…
+    #[garde(range(min = 1, max = 604_800))]
+    pub jwks_cache_secs: u64,
+    /// …and the bounds a `max-age` (or `no-cache`) is held to.
+    #[garde(range(min = 1, max = 604_800))]
+    pub jwks_cache_min_secs: u64,
+    #[garde(range(min = 1, max = 604_800))]
+    pub jwks_cache_max_secs: u64,
+    /// A token naming a `kid` the set lacks refetches it at most this often.
+    #[garde(range(min = 1, max = 86_400))]
+    pub jwks_refetch_secs: u64,
+}
+
+impl AuthSettings {
+    pub fn jwks(&self) -> bool {
+        !self.jwks_url.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Validate)]
@@ -603,6 +624,70 @@ allowed_origins = ["https://a.example", "*"]"#;
         .unwrap();
         assert_eq!(s.server.listen, "127.0.0.1:9");
         assert!(s.is_local_demo());
+    }
+
+    #[test]
+    fn a_key_set_url_is_checked_and_needs_an_audience_outside_local() {
+        let url = (
+            "HERALD__AUTH__JWKS_URL",
+            "https://id.example/.well-known/jwks.json",
+        );
+        // The secret is not used with a key set, so the development one
+        // is no error even in production; the audience is required there.
+        let e = load(&[("HERALD_ENV", "production"), url])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.audience") && e.contains("jwks_url"), "{e}");
+        let s = load(&[
+            ("HERALD_ENV", "production"),
+            url,
+            ("HERALD__AUTH__AUDIENCE", "herald"),
+        ])
+        .unwrap();
+        assert!(s.auth.jwks());
+        for (value, says) in [
+            ("ftp://id.example/keys", "not an http(s) URL"),
+            ("https://user:pw@id.example/keys", "without credentials"),
+            ("http://id.example/keys", "must be https"),
+        ] {
+            let e = load(&[
+                ("HERALD_ENV", "production"),
+                ("HERALD__AUTH__AUDIENCE", "herald"),
+                ("HERALD__AUTH__JWKS_URL", value),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(says), "{value}: {e}");
+        }
+        // Plain http: only to this machine, or in the local environment.
+        for value in [
+            "http://127.0.0.1:8081/keys",
+            "http://localhost/keys",
+            "http://[::1]/keys",
+        ] {
+            load(&[
+                ("HERALD_ENV", "production"),
+                ("HERALD__AUTH__AUDIENCE", "herald"),
+                ("HERALD__AUTH__JWKS_URL", value),
+            ])
+            .unwrap();
+        }
+        load(&[("HERALD__AUTH__JWKS_URL", "http://keycloak:8080/certs")]).unwrap();
+        let e = load(&[
+            url,
+            ("HERALD__AUTH__PUBLIC_KEY_FILE", "/etc/herald/key.pem"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("both set"), "{e}");
+        let e = load(&[
+            url,
+            ("HERALD__AUTH__JWKS_CACHE_MIN_SECS", "600"),
+            ("HERALD__AUTH__JWKS_CACHE_MAX_SECS", "60"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("jwks_cache_min_secs"), "{e}");
     }
 
     #[test]

@@ -169,6 +169,9 @@ impl Application {
             )),
             broadcasts,
         ];
+        if let Some(keys) = verifier.key_set() {
+            background.push(tokio::spawn(keys.clone().run(shutdown.clone())));
+        }
         let _ = telemetry::metrics_handle();
         let log = LogReader::start(
             pool.clone(),

@@ -1,12 +1,13 @@
 //! JWT verification and the request extractors that carry who is calling.
 //!
-//! The algorithm is pinned by configuration: a token's own `alg` header never
-//! chooses how it is checked, which rules out `none` and algorithm confusion.
-
-use std::future::{Ready, ready};
+//! The algorithm is pinned by configuration, or with a key set
+//! (`auth.jwks_url`) by the key the token's `kid` names: a token's own `alg`
+//! header never chooses how it is checked, which rules out `none` and
+//! algorithm confusion.
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::UserId;
 use crate::http::error::ApiError;
+use crate::http::jwks::{Jwks, Lookup};
 use crate::settings::{AuthSettings, JwtAlgorithm, Settings};
 
 /// Tokens larger than this are refused before any parsing.
@@ -142,8 +144,46 @@ fn algorithm(configured: JwtAlgorithm) -> Algorithm {
     }
 }
 
+/// Why a token was not accepted.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// Missing, malformed, badly signed, expired, not for this service: 401.
+    #[error("{0}")]
+    Invalid(String),
+    /// The identity provider's keys could not be fetched yet: 503.
+    #[error(
+        "the identity provider's signing keys could not be fetched yet, so no token can be checked; retry later"
+    )]
+    KeysUnavailable { retry_after: u64 },
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Invalid(why) => Self::Unauthorized(why),
+            AuthError::KeysUnavailable { retry_after } => Self::KeysUnavailable {
+                detail: e.to_string(),
+                retry_after,
+            },
+        }
+    }
+}
+
+fn invalid(why: impl Into<String>) -> AuthError {
+    AuthError::Invalid(why.into())
+}
+
+/// Where the key a token is checked with comes from.
+enum Keys {
+    /// The configured secret or public key, for the configured algorithm.
+    Fixed(DecodingKey),
+    /// The identity provider's key set: the key the token's `kid` names.
+    Set(Jwks),
+}
+
 pub struct Verifier {
-    key: DecodingKey,
+    keys: Keys,
+    /// With a key set, its `algorithms` are replaced by the chosen key's.
     validation: Validation,
     scopes: ScopeNames,
 }
@@ -153,18 +193,29 @@ impl Verifier {
         let s = &settings.auth;
         // With a public key the tokens come from an identity provider that
         // signs for many services: only `aud` says a token is meant for us.
-        if s.algorithm != JwtAlgorithm::HS256 && !settings.is_local() && s.audience.is_empty() {
+        if (s.jwks() || s.algorithm != JwtAlgorithm::HS256)
+            && !settings.is_local()
+            && s.audience.is_empty()
+        {
             anyhow::bail!(
-                "auth.audience must be set with {:?} outside the local environment (HERALD_ENV={:?})",
-                s.algorithm,
+                "auth.audience must be set with {} outside the local environment (HERALD_ENV={:?})",
+                if s.jwks() {
+                    "auth.jwks_url".to_owned()
+                } else {
+                    format!("{:?}", s.algorithm)
+                },
                 settings.environment
             );
         }
         let algorithm = algorithm(s.algorithm);
-        let key = match algorithm {
-            Algorithm::HS256 => DecodingKey::from_secret(s.secret.expose_secret().as_bytes()),
-            Algorithm::RS256 => DecodingKey::from_rsa_pem(&std::fs::read(&s.public_key_file)?)?,
-            _ => DecodingKey::from_ec_pem(&std::fs::read(&s.public_key_file)?)?,
+        let keys = if s.jwks() {
+            Keys::Set(Jwks::new(s)?)
+        } else {
+            Keys::Fixed(match algorithm {
+                Algorithm::HS256 => DecodingKey::from_secret(s.secret.expose_secret().as_bytes()),
+                Algorithm::RS256 => DecodingKey::from_rsa_pem(&std::fs::read(&s.public_key_file)?)?,
+                _ => DecodingKey::from_ec_pem(&std::fs::read(&s.public_key_file)?)?,
+            })
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = s.leeway_secs;
@@ -184,44 +235,100 @@ impl Verifier {
         }
         validation.set_required_spec_claims(&required);
         Ok(Self {
-            key,
+            keys,
             validation,
             scopes: ScopeNames::new(s, settings.is_local()),
         })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+    /// The key set, when tokens are checked against one: its refresh task
+    /// runs beside the server.
+    pub fn key_set(&self) -> Option<&Jwks> {
+        match &self.keys {
+            Keys::Set(jwks) => Some(jwks),
+            Keys::Fixed(_) => None,
+        }
+    }
+
+    /// Who `token` says the caller is, if it is valid. The answer depends
+    /// only on the token, the keys and the clock: a cache in front of this
+    /// may keep an `Ok` until the token's `exp` (with a key set, also past
+    /// the removal of its key, for as long as the cache keeps it), but not a
+    /// `KeysUnavailable`, which passes when the key set arrives.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(ApiError::Unauthorized(format!(
+            return Err(invalid(format!(
                 "the token is larger than {MAX_TOKEN_BYTES} bytes"
             )));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(describe(e.kind()).into()))?;
-        // Header fields that name keys (`kid`, `jku`, `jwk`, `x5u`, `x5c`)
-        // are ignored: the configured key is the only one. `crit` lists
-        // extensions that must be understood (RFC 7515), and none are.
+        let data = match &self.keys {
+            Keys::Fixed(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation),
+            Keys::Set(jwks) => {
+                let (key, validation) = self.key_from_set(jwks, token).await?;
+                jsonwebtoken::decode::<Claims>(token, &key.key, &validation)
+            }
+        }
+        .map_err(|e| invalid(describe(e.kind())))?;
+        // Header fields that name keys (`jku`, `jwk`, `x5u`, `x5c`, and
+        // `kid` but with a key set) are ignored: the configured key or key
+        // set is the only source. `crit` lists extensions that must be
+        // understood (RFC 7515), and none are.
         if data.header.crit.is_some() {
-            return Err(ApiError::Unauthorized(
-                "the token's `crit` header names extensions this service does not support".into(),
+            return Err(invalid(
+                "the token's `crit` header names extensions this service does not support",
             ));
         }
-        let claims = data.claims;
+        self.principal(data.claims)
+    }
+
+    /// The key of the set the token's `kid` names, and the validation for
+    /// the algorithm that key is for.
+    async fn key_from_set(
+        &self,
+        jwks: &Jwks,
+        token: &str,
+    ) -> Result<(std::sync::Arc<crate::http::jwks::Key>, Validation), AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(describe(e.kind())))?;
+        let kid = header.kid.as_deref().unwrap_or_default();
+        if kid.is_empty() {
+            return Err(invalid(
+                "the token has no `kid` header naming one of the identity provider's keys",
+            ));
+        }
+        let key = match jwks.key(kid).await {
+            Lookup::Found(key) => key,
+            Lookup::Unknown => {
+                return Err(invalid(
+                    "the token's `kid` names no key of the identity provider's key set",
+                ));
+            }
+            Lookup::Unavailable { retry_after } => {
+                return Err(AuthError::KeysUnavailable { retry_after });
+            }
+        };
+        if header.alg != key.algorithm {
+            return Err(invalid(
+                "the token's `alg` is not the algorithm of the key its `kid` names",
+            ));
+        }
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![key.algorithm];
+        Ok((key, validation))
+    }
+
+    fn principal(&self, claims: Claims) -> Result<Principal, AuthError> {
         // `jsonwebtoken` does not check `iat`; a token from the future
         // (beyond clock skew) was not issued by a sound clock.
         if let Some(iat) = claims.iat
             && iat > chrono::Utc::now().timestamp() + self.validation.leeway as i64
         {
-            return Err(ApiError::Unauthorized(
-                "the token was issued in the future (iat)".into(),
-            ));
+            return Err(invalid("the token was issued in the future (iat)"));
         }
         let sub = claims
             .sub
-            .ok_or_else(|| ApiError::Unauthorized("the token has no `sub` claim".into()))?;
-        let user = UserId::parse(&sub).map_err(|e| {
-            ApiError::Unauthorized(format!("the token's `sub` is not a valid user id: {e}"))
-        })?;
+            .ok_or_else(|| invalid("the token has no `sub` claim"))?;
+        let user = UserId::parse(&sub)
+            .map_err(|e| invalid(format!("the token's `sub` is not a valid user id: {e}")))?;
         let scopes = claims.scope.unwrap_or_default();
         let mut principal = Principal {
             user,
@@ -270,6 +377,11 @@ pub struct Signer {
 
 impl Signer {
     pub fn from_settings(s: &AuthSettings) -> anyhow::Result<Self> {
+        if s.jwks() {
+            anyhow::bail!(
+                "auth.jwks_url is set: tokens are signed by the identity provider, and this service has none of its private keys; get tokens from the identity provider"
+            );
+        }
         let algorithm = algorithm(s.algorithm);
         let key = match algorithm {
             Algorithm::HS256 => EncodingKey::from_secret(s.secret.expose_secret().as_bytes()),
@@ -354,19 +466,20 @@ fn has_query_token(req: &HttpRequest) -> bool {
         .any(|pair| pair.split('=').next() == Some("access_token"))
 }
 
-fn verifier(req: &HttpRequest) -> &Verifier {
+fn verifier(req: &HttpRequest) -> web::Data<Verifier> {
     req.app_data::<web::Data<Verifier>>()
         .expect("the verifier is registered as app data")
+        .clone()
 }
 
-fn authenticate(req: &HttpRequest, allow_query_token: bool) -> Result<Principal, ApiError> {
-    let verifier = verifier(req);
+/// The token the request carries, or why it carries none.
+fn token(req: &HttpRequest, allow_query_token: bool) -> Result<String, ApiError> {
     if let Some(token) = bearer(req)? {
-        return verifier.verify(token);
+        return Ok(token.to_owned());
     }
     if allow_query_token {
         if let Some(token) = query_token(req) {
-            return verifier.verify(&token);
+            return Ok(token);
         }
     } else if has_query_token(req) {
         return Err(ApiError::Unauthorized(
@@ -378,6 +491,19 @@ fn authenticate(req: &HttpRequest, allow_query_token: bool) -> Result<Principal,
     ))
 }
 
+/// The caller `token` names, if it is valid and has `scope` (if any).
+async fn authenticate(
+    verifier: web::Data<Verifier>,
+    token: Result<String, ApiError>,
+    scope: Option<Scope>,
+) -> Result<Principal, ApiError> {
+    let principal = verifier.verify(&token?).await?;
+    match scope {
+        Some(s) => verifier.require(principal, s),
+        None => Ok(principal),
+    }
+}
+
 macro_rules! principal_extractor {
     ($(#[$doc:meta])* $name:ident, $query:expr, $scope:expr) => {
         $(#[$doc])*
@@ -385,14 +511,11 @@ macro_rules! principal_extractor {
 
         impl FromRequest for $name {
             type Error = ApiError;
-            type Future = Ready<Result<Self, ApiError>>;
+            type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                let scope: Option<Scope> = $scope;
-                ready(authenticate(req, $query).and_then(|p| match scope {
-                    Some(s) => verifier(req).require(p, s),
-                    None => Ok(p),
-                }).map($name))
+                let checked = authenticate(verifier(req), token(req, $query), $scope);
+                Box::pin(async move { checked.await.map($name) })
             }
         }
     };

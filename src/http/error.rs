@@ -39,6 +39,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// The identity provider's keys are not known yet (`http::jwks`).
+    #[error("{detail}")]
+    KeysUnavailable { detail: String, retry_after: u64 },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -69,6 +72,7 @@ impl ApiError {
             Self::Unprocessable(_) => ("invalid-content", "Invalid content"),
             Self::TooManyRequests { .. } => ("too-many-requests", "Over a limit"),
             Self::Unavailable(_) => ("unavailable", "Database unavailable"),
+            Self::KeysUnavailable { .. } => ("keys-unavailable", "Signing keys unavailable"),
             Self::Internal(_) => ("internal", "Internal error"),
         }
     }
@@ -88,7 +92,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +104,9 @@ impl ResponseError for ApiError {
         if let Self::TooManyRequests {
             retry_after: Some(secs),
             ..
+        }
+        | Self::KeysUnavailable {
+            retry_after: secs, ..
         } = self
         {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(*secs)));

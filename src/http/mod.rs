@@ -10,6 +10,7 @@ pub mod auth;
 pub mod body_deadline;
 pub mod cors;
 pub mod error;
+pub mod jwks;
 pub mod limits;
 pub mod payloads;
 pub mod readiness;

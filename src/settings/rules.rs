@@ -37,6 +37,73 @@ pub fn scope_name(value: &str, _: &()) -> garde::Result {
     Ok(())
 }
 
+/// Empty, or an http(s) URL without credentials (they would be logged
+/// with fetch errors and shown by `herald config`).
+pub fn jwks_url(value: &str, _: &()) -> garde::Result {
+    if value.is_empty() {
+        return Ok(());
+    }
+    match url::Url::parse(value) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.host().is_some()
+                && url.username().is_empty()
+                && url.password().is_none() =>
+        {
+            Ok(())
+        }
+        _ => Err(garde::Error::new(format!(
+            "{value:?} is not an http(s) URL without credentials (e.g. https://id.example/.well-known/jwks.json)"
+        ))),
+    }
+}
+
+/// Whether `url` names this machine (an identity provider run beside the
+/// service, or a test's).
+fn is_loopback_url(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The key-set settings, when a key set is configured.
+fn jwks(s: &Settings) -> Result<(), String> {
+    let a = &s.auth;
+    if a.jwks_url.starts_with("http:") && !s.is_local() && !is_loopback_url(&a.jwks_url) {
+        // Whoever can change the answer on the way can sign any token.
+        return Err(format!(
+            "auth.jwks_url must be https outside the local environment (HERALD_ENV={:?}) unless it names a loopback host",
+            s.environment
+        ));
+    }
+    if !a.public_key_file.is_empty() {
+        return Err(
+            "auth.jwks_url and auth.public_key_file are both set: tokens are checked against one or the other; unset one".into(),
+        );
+    }
+    if a.jwks_cache_min_secs > a.jwks_cache_max_secs {
+        return Err(format!(
+            "auth.jwks_cache_min_secs ({}) must not exceed auth.jwks_cache_max_secs ({})",
+            a.jwks_cache_min_secs, a.jwks_cache_max_secs
+        ));
+    }
+    // An identity provider signs for many services: only `aud` says a
+    // token is meant for this one.
+    if !s.is_local() && a.audience.is_empty() {
+        return Err(format!(
+            "auth.audience must be set with auth.jwks_url outside the local environment (HERALD_ENV={:?})",
+            s.environment
+        ));
+    }
+    Ok(())
+}
+
 /// `scheme://host[:port]` exactly as a browser sends it in `Origin`:
 /// lowercase, http or https, no path, no trailing slash; or `*`.
 pub fn origin(value: &str, _: &()) -> garde::Result {
@@ -81,6 +148,10 @@ pub fn across(s: &Settings) -> Result<(), String> {
             "auth.scope_admin and auth.scope_publish must differ (both are {:?})",
             s.auth.scope_admin
         ));
+    }
+    if s.auth.jwks() {
+        // The secret is not accepted then, so it needs no checks.
+        return jwks(s);
     }
     if s.auth.algorithm != JwtAlgorithm::HS256 {
         // An identity provider signs for many services: only `aud` says a

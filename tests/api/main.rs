@@ -11,6 +11,8 @@ mod faults;
 mod fuzz_findings;
 mod inbox;
 mod instances;
+mod integrations;
+mod jwks;
 mod listener;
 mod logs;
 mod me;

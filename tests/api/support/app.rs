@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use herald::app::startup::{AppHandle, Application};
 use herald::http::auth::Signer;
-use herald::settings::Settings;
+use herald::settings::{AuthSettings, Settings};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -76,7 +76,13 @@ impl TestApp {
             db_url: db_url.to_owned(),
             pool,
             handle,
-            signer: Signer::from_settings(&settings.auth).unwrap(),
+            // With a key set the service signs nothing; the tests' own
+            // tokens are then HS256 ones it must refuse.
+            signer: Signer::from_settings(&AuthSettings {
+                jwks_url: String::new(),
+                ..settings.auth.clone()
+            })
+            .unwrap(),
             settings,
             http: reqwest::Client::new(),
         };

@@ -4,6 +4,7 @@
 mod app;
 pub mod chromium;
 mod database;
+pub mod jwks;
 mod logs;
 pub mod paths;
 mod problem;
