@@ -133,3 +133,46 @@ async fn matching_events_are_posted_with_the_sse_data_signed_and_verified_by_the
         "{metrics}"
     );
 }
+
+/// The outbox is filled by the database itself, so a publish from SQL
+/// (`herald_publish`, in the application's own transaction) is delivered
+/// too, and only if that transaction commits.
+#[tokio::test]
+async fn a_publish_from_sql_is_delivered_once_committed() {
+    let app = TestApp::spawn_with(fast).await;
+    let receiver = Receiver::start().await;
+    Admin::of(&app).create(&receiver.url, &["*"]).await;
+    let mut rolled_back = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT * FROM herald_publish(ARRAY['sql'], 'never')")
+        .execute(&mut *rolled_back)
+        .await
+        .unwrap();
+    rolled_back.rollback().await.unwrap();
+    let mut committed = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT * FROM herald_publish(ARRAY['sql'], 'from sql', key => 'k')")
+        .execute(&mut *committed)
+        .await
+        .unwrap();
+    sqlx::query("SELECT * FROM herald_publish(ARRAY['sql'], 'updated from sql', key => 'k')")
+        .execute(&mut *committed)
+        .await
+        .unwrap();
+    committed.commit().await.unwrap();
+
+    let got = wait_requests("both events", || receiver.accepted(), |r| r.len() == 2).await;
+    let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    assert_eq!(
+        bodies
+            .iter()
+            .map(|b| (
+                b["type"].clone(),
+                b["seq"].clone(),
+                b["data"]["title"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (json!("notification"), json!(1), json!("from sql")),
+            (json!("updated"), json!(2), json!("updated from sql")),
+        ]
+    );
+}
