@@ -16,6 +16,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     pub body: String,
     pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -39,6 +41,9 @@ impl Received {
         (200..300).contains(&self.status)
     }
 }
+
+/// A script's answer that holds the request unanswered.
+pub const HANG: u16 = 0;
 
 type Script = dyn Fn(&Received, usize) -> u16 + Send + Sync;
 
@@ -64,7 +69,8 @@ impl Receiver {
         Self::scripted(|_, _| 204).await
     }
 
-    /// Answers with `script(request, how many requests came before it)`.
+    /// Answers with `script(request, how many requests came before it)`,
+    /// or never, for [`HANG`].
     pub async fn scripted(
         script: impl Fn(&Received, usize) -> u16 + Send + Sync + 'static,
     ) -> Self {
@@ -144,6 +150,7 @@ async fn serve(stream: tokio::net::TcpStream, log: Arc<Mutex<Vec<Received>>>, sc
             headers,
             body: String::from_utf8(body).unwrap(),
             status: 0,
+            at: std::time::Instant::now(),
         };
         let status = {
             let mut log = log.lock().unwrap();
@@ -152,6 +159,10 @@ async fn serve(stream: tokio::net::TcpStream, log: Arc<Mutex<Vec<Received>>>, sc
             log.push(received);
             status
         };
+        if status == HANG {
+            // Never answers: the sender's timeout has to end it.
+            std::future::pending::<()>().await;
+        }
         let answer = format!("HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\n\r\n");
         if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
             return;

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::{Admin, fast, user_seq, wait_requests};
 use crate::inbox::Publisher;
-use crate::support::receiver::Receiver;
+use crate::support::receiver::{HANG, Receiver};
 
 /// Failed attempts before each message is accepted.
 const FAILURES: usize = 2;
@@ -63,4 +64,78 @@ async fn a_later_event_waits_until_the_earlier_is_accepted_and_retries_keep_thei
         .await
         .unwrap();
     assert_eq!(unfinished, 0);
+}
+
+#[tokio::test]
+async fn an_attempt_the_receiver_does_not_answer_times_out_and_is_retried() {
+    let app = crate::support::TestApp::spawn_with(|s| {
+        fast(s);
+        s.webhooks.timeout_ms = 300;
+    })
+    .await;
+    let receiver = Receiver::scripted(|_, before| if before == 0 { HANG } else { 204 }).await;
+    let admin = Admin::of(&app);
+    admin.create(&receiver.url, &["notification"]).await;
+    Publisher::of(&app).one("ted", "slow", json!({})).await;
+
+    let got = wait_requests(
+        "the retry accepted",
+        || receiver.requests(),
+        |r| r.iter().any(|r| r.accepted()),
+    )
+    .await;
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].id(), got[1].id()), ("ted:1", "ted:1"));
+    assert_eq!(got[0].body, got[1].body);
+    let listed = admin.list().await;
+    assert!(
+        listed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{}",
+        listed[0]
+    );
+    // Healthy again since the retry was accepted.
+    assert_eq!(listed[0]["failing_since"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn an_endpoint_gets_at_most_its_concurrency_of_requests_at_once() {
+    const TIMEOUT: Duration = Duration::from_millis(1_500);
+    let app = crate::support::TestApp::spawn_with(|s| {
+        fast(s);
+        s.webhooks.timeout_ms = TIMEOUT.as_millis() as u64;
+        s.webhooks.concurrency_per_endpoint = 2;
+    })
+    .await;
+    // The first four requests hang until the sender gives up on them.
+    let receiver = Receiver::scripted(|_, before| if before < 4 { HANG } else { 204 }).await;
+    Admin::of(&app)
+        .create(&receiver.url, &["notification"])
+        .await;
+    Publisher::of(&app)
+        .publish(&json!({"recipients": ["c1", "c2", "c3", "c4"], "title": "at once"}))
+        .await;
+
+    let got = wait_requests(
+        "four users' events accepted",
+        || receiver.accepted(),
+        |r| r.len() == 4,
+    )
+    .await;
+    let all = receiver.requests();
+    // Two slots: the third request waited for one of the first two to time
+    // out, the fifth for one of the next two.
+    let first = all[0].at;
+    assert!(all[1].at - first < TIMEOUT, "{all:?}");
+    assert!(
+        all[2].at - first >= TIMEOUT - Duration::from_millis(100),
+        "{all:?}"
+    );
+    assert!(
+        all[4].at - all[2].at >= TIMEOUT - Duration::from_millis(100),
+        "{all:?}"
+    );
+    assert_eq!(got.len(), 4);
 }
