@@ -31,8 +31,9 @@ pub struct Endpoint {
     pub last_error_at: Option<DateTime<Utc>>,
 }
 
-/// What the delivery worker needs of an enabled endpoint.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// What the delivery worker needs of an enabled endpoint. (No `Debug`: it
+/// holds the secret.)
+#[derive(Clone, sqlx::FromRow)]
 pub struct Target {
     pub id: Uuid,
     pub url: String,

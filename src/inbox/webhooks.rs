@@ -4,6 +4,7 @@
 //! may resolve elsewhere later).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -97,12 +98,17 @@ pub async fn resolve_allowed(
     allowed(addrs, allow_private)
 }
 
+/// How long a name may take to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Resolves `name`; an error if it has no address.
 pub async fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
-        .await
-        .map_err(|e| format!("the host {name:?} does not resolve: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, port)))
+            .await
+            .map_err(|_| format!("the host {name:?} did not resolve within {RESOLVE_TIMEOUT:?}"))?
+            .map_err(|e| format!("the host {name:?} does not resolve: {e}"))?
+            .collect();
     if addrs.is_empty() {
         return Err(format!("the host {name:?} has no address"));
     }
