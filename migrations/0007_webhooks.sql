@@ -47,10 +47,14 @@ CREATE TABLE webhook_outbox (
 -- The worker's queue, per endpoint.
 CREATE INDEX webhook_outbox_due ON webhook_outbox (webhook_id, next_attempt_at);
 
--- The outbox is filled in the statement that writes the events, by these
+-- The outbox is filled in the statement that writes the events, by
 -- statement-level triggers: one set-based INSERT per statement, whatever
 -- wrote the rows (publish, batch, keyed update, timers, schedules,
--- broadcasts, SQL publishes). With no enabled endpoint they return at once.
+-- broadcasts, SQL publishes). The triggers exist only while an endpoint is
+-- enabled (`herald_webhooks_sync` below): a trigger with a transition table
+-- costs every insert the capture of its rows even when it has nothing to
+-- do, which measurably slowed publishing. While they exist but every
+-- endpoint is disabled, they return at once.
 CREATE FUNCTION herald_webhooks_notifications() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -89,12 +93,35 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER herald_webhooks_notifications
-    AFTER INSERT ON notifications
-    REFERENCING NEW TABLE AS herald_new_notifications
-    FOR EACH STATEMENT EXECUTE FUNCTION herald_webhooks_notifications();
-
-CREATE TRIGGER herald_webhooks_events
-    AFTER INSERT ON events
-    REFERENCING NEW TABLE AS herald_new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION herald_webhooks_events();
+-- Creates the triggers when an enabled endpoint exists and drops them when
+-- none does. Called in the transaction that changed `webhooks`, after the
+-- change: the advisory lock serializes callers, and each check below sees
+-- every change committed before it. Creating or dropping a trigger waits
+-- for the writes in progress on the table and holds new ones back until the
+-- transaction ends, so callers set a short lock_timeout.
+CREATE FUNCTION herald_webhooks_sync() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    wanted boolean;
+    present boolean;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('herald_webhooks_sync'));
+    wanted := EXISTS (SELECT 1 FROM webhooks WHERE disabled_at IS NULL);
+    present := EXISTS (SELECT 1 FROM pg_trigger
+                       WHERE tgname = 'herald_webhooks_notifications'
+                         AND tgrelid = 'notifications'::regclass);
+    IF wanted AND NOT present THEN
+        CREATE TRIGGER herald_webhooks_notifications
+            AFTER INSERT ON notifications
+            REFERENCING NEW TABLE AS herald_new_notifications
+            FOR EACH STATEMENT EXECUTE FUNCTION herald_webhooks_notifications();
+        CREATE TRIGGER herald_webhooks_events
+            AFTER INSERT ON events
+            REFERENCING NEW TABLE AS herald_new_events
+            FOR EACH STATEMENT EXECUTE FUNCTION herald_webhooks_events();
+    ELSIF present AND NOT wanted THEN
+        DROP TRIGGER herald_webhooks_notifications ON notifications;
+        DROP TRIGGER herald_webhooks_events ON events;
+    END IF;
+END
+$$;

@@ -41,7 +41,7 @@ pub struct Target {
 }
 
 pub async fn create(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: Uuid,
     url: &str,
     events: &[String],
@@ -55,6 +55,36 @@ pub async fn create(
     .bind(url)
     .bind(events)
     .bind(secret)
+    .fetch_one(conn)
+    .await
+}
+
+/// How long a change of endpoints waits for the event tables' writers when
+/// it must create or drop the outbox triggers; past it the change fails
+/// (retry) rather than keep publishes waiting behind it.
+pub async fn limit_lock_wait(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Creates the outbox triggers if an endpoint is enabled, drops them if
+/// none is (see migrations/0007_webhooks.sql). In the transaction that
+/// changed the endpoints, after the change.
+pub async fn sync_triggers(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT herald_webhooks_sync()")
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Whether the outbox triggers exist now.
+pub async fn triggers_armed(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) = 2 FROM pg_trigger
+         WHERE tgname IN ('herald_webhooks_notifications', 'herald_webhooks_events')",
+    )
     .fetch_one(pool)
     .await
 }
@@ -74,10 +104,10 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Endpoint>, sqlx::Error> {
 }
 
 /// Deletes an endpoint and its outbox rows; whether it existed.
-pub async fn delete(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query("DELETE FROM webhooks WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(conn)
         .await
         .map(|r| r.rows_affected() == 1)
 }
@@ -225,7 +255,11 @@ pub async fn failed(
 
 /// Disables an endpoint that kept failing and drops its outbox rows (no
 /// route enables it again); whether this call disabled it.
-pub async fn disable(pool: &PgPool, webhook: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+pub async fn disable(
+    conn: &mut PgConnection,
+    webhook: Uuid,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "WITH off AS (
              UPDATE webhooks SET disabled_at = now(), disabled_reason = $2
@@ -238,7 +272,7 @@ pub async fn disable(pool: &PgPool, webhook: Uuid, reason: &str) -> Result<bool,
     )
     .bind(webhook)
     .bind(reason)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
 }
 

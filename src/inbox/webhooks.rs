@@ -51,14 +51,20 @@ impl Webhooks {
         let secret = WebhookSecret::generate()
             .map_err(|e| InboxError::Failed(format!("no randomness: {e}").into()))?;
         let id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
+        db::webhooks::limit_lock_wait(&mut tx).await?;
         let created_at = db::webhooks::create(
-            &self.pool,
+            &mut tx,
             id,
             parsed.as_str(),
             filter.entries(),
             secret.expose(),
         )
         .await?;
+        db::webhooks::sync_triggers(&mut tx)
+            .await
+            .map_err(lock_wait)?;
+        tx.commit().await?;
         Ok(Created {
             id,
             url: parsed.to_string(),
@@ -74,11 +80,28 @@ impl Webhooks {
 
     /// Removes an endpoint with its pending deliveries.
     pub async fn delete(&self, id: Uuid) -> Result<(), InboxError> {
-        if db::webhooks::delete(&self.pool, id).await? {
-            Ok(())
-        } else {
-            Err(InboxError::NotFound("no such webhook"))
+        let mut tx = self.pool.begin().await?;
+        db::webhooks::limit_lock_wait(&mut tx).await?;
+        if !db::webhooks::delete(&mut tx, id).await? {
+            return Err(InboxError::NotFound("no such webhook"));
         }
+        db::webhooks::sync_triggers(&mut tx)
+            .await
+            .map_err(lock_wait)?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Creating or dropping the outbox triggers waited too long for the
+/// writers of the event tables: nothing changed, and a retry may pass.
+fn lock_wait(e: sqlx::Error) -> InboxError {
+    match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03") => {
+            tracing::warn!("webhooks: the event tables stayed busy; endpoints unchanged");
+            InboxError::Unavailable
+        }
+        _ => e.into(),
     }
 }
 

@@ -212,8 +212,19 @@ async fn failed(
             "deliveries failed for {} s without one accepted; last error: {why}",
             settings.disable_after_secs
         );
-        if db::webhooks::disable(pool, target.id, &reason).await? {
+        let mut conn = pool.acquire().await?;
+        if db::webhooks::disable(&mut conn, target.id, &reason).await? {
             tracing::warn!(webhook = %target.id, error = why, "webhooks: endpoint disabled after failing too long");
+            // The last enabled endpoint gone, the triggers have nothing to
+            // do: drop them. Should that wait too long, they stay (returning
+            // at once) until the next change of endpoints.
+            drop(conn);
+            let mut tx = pool.begin().await?;
+            db::webhooks::limit_lock_wait(&mut tx).await?;
+            match db::webhooks::sync_triggers(&mut tx).await {
+                Ok(()) => tx.commit().await?,
+                Err(e) => tracing::debug!(error = %e, "webhooks: outbox triggers kept"),
+            }
         }
     }
     Ok(())

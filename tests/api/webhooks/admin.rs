@@ -11,6 +11,13 @@ use crate::inbox::Publisher;
 use crate::support::receiver::Receiver;
 use crate::support::{TestApp, assert_problem, wait_for};
 
+/// Whether the outbox triggers exist.
+async fn armed(app: &TestApp) -> bool {
+    herald::db::webhooks::triggers_armed(&app.pool)
+        .await
+        .unwrap()
+}
+
 async fn endpoints(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM webhooks")
         .fetch_one(&app.pool)
@@ -22,6 +29,8 @@ async fn endpoints(app: &TestApp) -> i64 {
 async fn create_list_and_delete() {
     let app = TestApp::spawn_with(fast).await;
     let admin = Admin::of(&app);
+    // Without endpoints, writing events costs nothing more: no triggers.
+    assert!(!armed(&app).await);
     let created = admin
         .create("http://127.0.0.1:9/in", &["read", "notification", "read"])
         .await;
@@ -55,9 +64,14 @@ async fn create_list_and_delete() {
         "the secret is shown only at creation"
     );
 
+    assert!(armed(&app).await);
     let id = created["id"].as_str().unwrap();
     assert_eq!(admin.delete(id).await.status(), 204);
     assert_eq!(admin.list().await.len(), 1);
+    assert!(armed(&app).await, "one endpoint is left");
+    let last = all["id"].as_str().unwrap();
+    assert_eq!(admin.delete(last).await.status(), 204);
+    assert!(!armed(&app).await, "no endpoint is left");
     assert_problem(admin.delete(id).await, 404, "no such webhook").await;
     let r = admin.delete("not-a-uuid").await;
     assert_problem(r, 400, "invalid path parameter").await;
@@ -140,6 +154,7 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(r.status(), 401);
     assert_eq!(endpoints(&app).await, 0);
     assert!(admin.list().await.is_empty());
+    assert!(!armed(&app).await);
 }
 
 #[tokio::test]
@@ -180,6 +195,11 @@ async fn loopback_and_private_urls_are_refused_without_the_setting() {
     .execute(&app.pool)
     .await
     .unwrap();
+    // Stored behind the API's back: arm the triggers as the API would.
+    sqlx::query("SELECT herald_webhooks_sync()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     Publisher::of(&app).one("fay", "hello", json!({})).await;
     wait_for(|| async {
         let errors: Vec<Option<String>> =

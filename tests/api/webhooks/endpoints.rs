@@ -46,6 +46,11 @@ async fn an_endpoint_failing_for_the_whole_window_is_disabled_and_listed_so() {
     assert!(receiver.requests().len() >= 2, "it was retried");
     // The other endpoint is not affected.
     assert_eq!(listed[1]["enabled"], true);
+    assert!(
+        herald::db::webhooks::triggers_armed(&app.pool)
+            .await
+            .unwrap()
+    );
     assert_eq!(listed[1]["disabled_at"], json!(null));
 
     // A disabled endpoint gets no more outbox rows (the trigger writes them
