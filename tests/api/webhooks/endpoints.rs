@@ -95,3 +95,31 @@ async fn a_deleted_endpoint_gets_nothing_more() {
     assert_eq!(outbox_rows(&app.pool).await, 0);
     assert!(receiver.requests().iter().all(|r| r.id() == "eve:1"));
 }
+
+#[tokio::test]
+async fn the_last_endpoint_disabled_takes_the_outbox_triggers_with_it() {
+    let app = TestApp::spawn_with(|s| {
+        fast(s);
+        s.webhooks.disable_after_secs = 1;
+    })
+    .await;
+    let receiver = Receiver::scripted(|_, _| 500).await;
+    Admin::of(&app).create(&receiver.url, &["*"]).await;
+    let armed = async || {
+        herald::db::webhooks::triggers_armed(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert!(armed().await);
+    Publisher::of(&app).one("kay", "doomed", json!({})).await;
+    wait_within(
+        "the triggers dropped",
+        Duration::from_secs(20),
+        async || !armed().await,
+    )
+    .await;
+    assert_eq!(Admin::of(&app).list().await[0]["enabled"], false);
+    // Events are written as before, and queue nothing.
+    Publisher::of(&app).one("kay", "after", json!({})).await;
+    assert_eq!(outbox_rows(&app.pool).await, 0);
+}
