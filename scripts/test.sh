@@ -66,6 +66,9 @@ node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' || {
 status=0
 # Its development dependencies, exactly as the committed lockfile has them.
 (cd clients/js && npm ci --no-audit --no-fund --loglevel=error) || status=$?
+# The official Standard Webhooks verifier, which the webhook tests
+# (tests/api/webhooks) run on the requests Herald sends.
+(cd tests/webhook_verifier && npm ci --no-audit --no-fund --loglevel=error) || status=$?
 
 # Its own tests (no server): the store, the type declarations, the size
 # budget, the packed tarball. Skipped, like the fuzzing, when arguments

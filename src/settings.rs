@@ -62,6 +62,9 @@ pub struct Settings {
     #[serde(default)]
     #[garde(dive)]
     pub cors: CorsSettings,
+    #[serde(default)]
+    #[garde(dive)]
+    pub webhooks: WebhookSettings,
     /// Which `config/<environment>.toml` was layered in (`HERALD_ENV`).
     #[serde(default, skip_serializing)]
     #[garde(skip)]
@@ -263,6 +266,61 @@ impl Default for TimerSettings {
             poll_ms: 500,
             batch: 1000,
         }
+    }
+}
+
+/// Delivery of events to webhook endpoints (Standard Webhooks).
+#[derive(Debug, Clone, Deserialize, Serialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// One delivery attempt may take this long, connecting included.
+    #[garde(range(min = 100, max = 300_000))]
+    pub timeout_ms: u64,
+    /// Requests in flight to one endpoint from one instance, across users.
+    #[garde(range(min = 1, max = 1_000))]
+    pub concurrency_per_endpoint: usize,
+    /// How often each instance looks for due deliveries even when no
+    /// NOTIFY woke it (retries come due this way).
+    #[garde(range(min = 10, max = 60_000))]
+    pub poll_ms: u64,
+    /// The first retry's delay; each further one doubles, with jitter…
+    #[garde(range(min = 10, max = 3_600_000))]
+    pub backoff_initial_ms: u64,
+    /// …up to this.
+    #[garde(range(min = 10, max = 86_400_000))]
+    pub backoff_max_ms: u64,
+    /// An endpoint whose deliveries fail for this long with no success in
+    /// between is disabled.
+    #[garde(range(min = 1, max = 31_536_000))]
+    pub disable_after_secs: u64,
+    /// Lets endpoints be on loopback, private or link-local addresses.
+    /// Never in production: it lets an administrator token reach the
+    /// service's own network.
+    #[garde(skip)]
+    pub allow_private_urls: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 10_000,
+            concurrency_per_endpoint: 4,
+            poll_ms: 1_000,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 3_600_000,
+            disable_after_secs: 86_400,
+            allow_private_urls: false,
+        }
+    }
+}
+
+impl WebhookSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms)
     }
 }
 

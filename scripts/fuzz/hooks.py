@@ -56,6 +56,8 @@ def before_call(context, case, kwargs):
         _keep_snooze_in_range(case)
     if case.operation.path in _BULK:
         _up_to_seq_within_history(case)
+    if case.operation.path == "/v1/admin/webhooks" and case.method.upper() == "POST":
+        _public_webhook_url(case)
     _user_ids_within_128_bytes(case)
 
 
@@ -65,6 +67,19 @@ _BULK = (
     "/v1/me/notifications/archive-all",
     "/v1/me/notifications/delete-all",
 )
+
+
+def _public_webhook_url(case):
+    """A valid webhook URL becomes one on TEST-NET-1 (192.0.2.0/24).
+
+    JSON Schema's `uri` admits any scheme and any host, but a webhook must be
+    http(s) on a host that resolves to public addresses only. TEST-NET-1 is
+    public by that rule and routed nowhere, so the deliveries the fuzzing
+    causes reach no one.
+    """
+    if isinstance(case.body, dict) and isinstance(case.body.get("url"), str):
+        digest = hashlib.sha256(case.body["url"].encode()).hexdigest()[:12]
+        case.body["url"] = f"https://192.0.2.1/{digest}"
 
 
 def _is_positive(case):

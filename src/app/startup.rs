@@ -22,7 +22,10 @@ use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
 use crate::inbox::schedules::Schedules;
-use crate::jobs::{heartbeat, purge as retention, schedules as schedule_loop, timers};
+use crate::inbox::webhooks::Webhooks;
+use crate::jobs::{
+    heartbeat, purge as retention, schedules as schedule_loop, timers, webhooks as webhook_loop,
+};
 use crate::live::Hub;
 use crate::live::listener::{self, ListenerConfig};
 use crate::live::log_reader::LogReader;
@@ -90,15 +93,16 @@ impl Application {
         let pool = db::pool(&settings.database, database_url)?;
         db::migrate(&pool).await?;
         let listener_pool = db::listener_pool(&settings.database, database_url)?;
+        let webhook_pool = db::webhook_listener_pool(&settings.database, database_url)?;
         let tcp = bind(&settings.server.listen, settings.server.backlog)?;
         let port = tcp.local_addr()?.port();
-        Self::start(settings, pool, listener_pool, tcp, port)
+        Self::start(settings, pool, [listener_pool, webhook_pool], tcp, port)
     }
 
     fn start(
         settings: Arc<Settings>,
         pool: PgPool,
-        listener_pool: PgPool,
+        [listener_pool, webhook_pool]: [PgPool; 2],
         tcp: TcpListener,
         port: u16,
     ) -> anyhow::Result<Self> {
@@ -122,6 +126,7 @@ impl Application {
         );
         let inbox = Inbox::new(pool.clone(), Arc::clone(&hub), &instance);
         let schedules = Schedules::new(pool.clone());
+        let webhooks = Webhooks::new(pool.clone(), settings.webhooks.allow_private_urls);
         let mut background = vec![
             tokio::spawn(listener::run(
                 ListenerConfig {
@@ -157,6 +162,12 @@ impl Application {
                 started_at,
                 shutdown.clone(),
             )),
+            tokio::spawn(webhook_loop::run(
+                pool.clone(),
+                webhook_pool,
+                settings.webhooks.clone(),
+                shutdown.clone(),
+            )),
             broadcasts,
         ];
         if let Some(keys) = verifier.key_set() {
@@ -185,6 +196,7 @@ impl Application {
             started_at,
             broadcaster,
             schedules,
+            webhooks,
             publish_limit: PublishLimiter::new(
                 settings.publish.rate_per_sec,
                 settings.publish.burst,

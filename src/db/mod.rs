@@ -15,6 +15,7 @@ pub mod stats;
 pub mod timers;
 pub mod topics;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -53,6 +54,23 @@ pub fn listener_pool(settings: &DatabaseSettings, url: &str) -> Result<PgPool, s
     let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()?
         .application_name("herald-listener");
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.acquire_timeout())
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with(options))
+}
+
+/// The webhook worker's LISTEN connection, apart from the wake-up
+/// listener's (named differently, so the two are told apart).
+pub fn webhook_listener_pool(
+    settings: &DatabaseSettings,
+    url: &str,
+) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .application_name("herald-webhooks");
     Ok(PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(settings.acquire_timeout())

@@ -211,8 +211,10 @@ pub struct ActionTaken {
     pub at: DateTime<Utc>,
 }
 
-/// The notification object of the contract.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+/// The notification object of the contract. It also reads back from a
+/// stored row's JSON (a webhook's snapshot; unknown members are ignored),
+/// so a snapshot becomes event data through the same serializer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct Notification {
     pub id: Uuid,
     pub seq: i64,

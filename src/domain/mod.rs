@@ -11,6 +11,7 @@ pub mod event;
 mod time;
 mod topic;
 mod user_id;
+pub mod webhook;
 
 pub use action::{Action, ActionId, Actions, NotificationKey};
 pub use content::{Body, Category, NotificationData, Title};

@@ -11,6 +11,7 @@ use crate::inbox::Inbox;
 use crate::inbox::broadcaster::Broadcaster;
 use crate::inbox::group_commit::GroupCommit;
 use crate::inbox::schedules::Schedules;
+use crate::inbox::webhooks::Webhooks;
 use crate::live::Hub;
 use crate::live::subscription::Subscriptions;
 use crate::settings::Settings;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub broadcaster: Broadcaster,
     /// Scheduled publishes.
     pub schedules: Schedules,
+    /// Webhook endpoints (their deliveries are `jobs::webhooks`).
+    pub webhooks: Webhooks,
     pub publish_limit: PublishLimiter,
     /// `/readyz` checks, one at a time.
     pub readiness: Readiness,

@@ -65,6 +65,8 @@ fn register_series() {
         "herald_resets_total",
         "herald_listener_connects_total",
         "herald_rate_limited_total",
+        "herald_webhook_deliveries_total",
+        "herald_webhook_delivery_failures_total",
     ] {
         metrics::counter!(name).increment(0);
     }

@@ -20,6 +20,7 @@ pub mod publishing;
 pub mod reads;
 pub mod schedules;
 mod timers;
+pub mod webhooks;
 
 use std::sync::Arc;
 

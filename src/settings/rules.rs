@@ -130,6 +130,19 @@ pub(super) fn is_origin(s: &str) -> bool {
 /// The shipped HS256 secret is public (it is in the repository): it may
 /// sign tokens only for the local demo, which nobody else can reach.
 pub fn across(s: &Settings) -> Result<(), String> {
+    let hooks = &s.webhooks;
+    if hooks.backoff_initial_ms > hooks.backoff_max_ms {
+        return Err(format!(
+            "webhooks.backoff_initial_ms ({}) must not exceed webhooks.backoff_max_ms ({})",
+            hooks.backoff_initial_ms, hooks.backoff_max_ms
+        ));
+    }
+    if hooks.allow_private_urls && s.environment == "production" {
+        return Err(
+            "webhooks.allow_private_urls must not be set in production: it lets webhooks reach the service's own network"
+                .into(),
+        );
+    }
     if s.auth.scope_admin == s.auth.scope_publish {
         return Err(format!(
             "auth.scope_admin and auth.scope_publish must differ (both are {:?})",

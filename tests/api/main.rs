@@ -30,4 +30,5 @@ mod sse;
 mod support;
 mod targeting;
 mod wakeup;
+mod webhooks;
 mod ws;

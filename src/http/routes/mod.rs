@@ -12,6 +12,7 @@ mod publish;
 mod schedules;
 mod stream;
 mod topics;
+mod webhooks;
 mod ws;
 
 pub use extractors::{json_config, path_config, query_config};
@@ -115,6 +116,9 @@ route_table! {
     get    "/v1/me/events"                      => poll::events;
     get    "/v1/admin/stats"                    => admin::stats;
     get    "/v1/admin/broadcasts/{id}"          => broadcast::get;
+    post   "/v1/admin/webhooks"                 => webhooks::create;
+    get    "/v1/admin/webhooks"                 => webhooks::list;
+    delete "/v1/admin/webhooks/{id}"            => webhooks::delete;
     get    "/v1/admin/users/{user_id}/notifications"      => admin::list;
     delete "/v1/admin/users/{user_id}/notifications/{id}" => admin::delete;
     post   "/v1/admin/users/{user_id}/disconnect"         => admin::disconnect;

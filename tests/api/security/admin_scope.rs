@@ -92,6 +92,9 @@ async fn every_admin_route_needs_the_admin_scope() {
             .bearer_auth(app.admin())
             .json(&if pattern.contains("/preferences/") {
                 json!({ "enabled": true })
+            } else if pattern.contains("/webhooks") {
+                // A public address (TEST-NET-1) that nothing answers.
+                json!({ "url": "https://192.0.2.1/hook", "events": ["*"] })
             } else {
                 json!({ "title": "everyone" })
             })

@@ -10,6 +10,7 @@ pub mod paths;
 mod problem;
 mod process;
 pub mod raw_http;
+pub mod receiver;
 // Shared with the soak benchmark, which also uses what the tests do not.
 #[allow(dead_code)]
 #[path = "../../../benches/common/resuming.rs"]

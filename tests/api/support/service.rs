@@ -46,6 +46,12 @@ impl Service {
         self.signer.token_for(user, &[], 3600).unwrap()
     }
 
+    pub fn admin(&self) -> String {
+        self.signer
+            .token_for("fault-operator", &[Scope::Admin], 3600)
+            .unwrap()
+    }
+
     pub fn publisher(&self) -> String {
         self.signer
             .token_for("fault-publisher", &[Scope::Publish], 3600)
