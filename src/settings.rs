@@ -222,6 +222,16 @@ pub struct PublishSettings {
     #[serde(default = "default_broadcast_chunk")]
     #[garde(range(min = 1, max = 1_000_000))]
     pub broadcast_chunk: usize,
+    /// Extra commit workers started while every worker's commit has waited
+    /// a second (for a user's row that another transaction holds, such as
+    /// an application's that called `herald_publish`); each ends when idle.
+    #[serde(default = "default_spare_workers")]
+    #[garde(range(min = 0, max = 256))]
+    pub spare_workers: usize,
+}
+
+fn default_spare_workers() -> usize {
+    4
 }
 
 fn default_broadcast_chunk() -> usize {

@@ -11,6 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -47,7 +49,21 @@ struct CommitWorker {
     pool: PgPool,
     writer: BatchWriter,
     settings: PublishSettings,
+    /// Spare workers running now (see [`CommitWorker::spare`]).
+    spares: AtomicUsize,
 }
+
+type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
+
+/// How long a commit may wait before the queue gets a spare worker. A batch
+/// commits in milliseconds; one that waits this long is held up by a lock
+/// another transaction holds (an application's transaction that called
+/// `herald_publish` keeps its recipients' rows until it commits), and
+/// without a spare every worker could end up waiting so, with other users'
+/// publishes queued behind them.
+const STALL: Duration = Duration::from_secs(1);
+/// How long a spare worker waits for work before it ends.
+const SPARE_IDLE: Duration = Duration::from_secs(5);
 
 impl GroupCommit {
     pub fn start(pool: PgPool, hub: Arc<Hub>, instance: String, settings: PublishSettings) -> Self {
@@ -57,9 +73,10 @@ impl GroupCommit {
             pool,
             writer: BatchWriter { hub, instance },
             settings,
+            spares: AtomicUsize::new(0),
         });
         for _ in 0..worker.settings.workers {
-            tokio::spawn(Arc::clone(&worker).run(Arc::clone(&rx)));
+            tokio::spawn(Arc::clone(&worker).run(Arc::clone(&rx), false));
         }
         Self { queue }
     }
@@ -137,19 +154,35 @@ impl Conflicts {
 }
 
 impl CommitWorker {
-    async fn run(self: Arc<Self>, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    /// Commits batches from the queue until it closes; a spare worker also
+    /// ends after [`SPARE_IDLE`] without work.
+    async fn run(self: Arc<Self>, rx: Queue, spare: bool) {
         // Requests that conflict with one already in the batch wait for the
         // next one (see `Conflicts`).
         let mut deferred: Vec<Job> = Vec::new();
         loop {
             let mut batch = std::mem::take(&mut deferred);
             if batch.is_empty() {
-                let mut rx = rx.lock().await;
-                match rx.recv().await {
-                    Some(job) => batch.push(job),
-                    None => return,
+                // Cancelled only while waiting for the lock or a request
+                // (both cancel-safe): once one arrives, the rest is sync.
+                let next = async {
+                    let mut rx = rx.lock().await;
+                    let job = rx.recv().await?;
+                    batch.push(job);
+                    self.fill(&mut rx, &mut batch);
+                    Some(())
+                };
+                let got = if spare {
+                    tokio::time::timeout(SPARE_IDLE, next).await.ok().flatten()
+                } else {
+                    next.await
+                };
+                if got.is_none() {
+                    if spare {
+                        self.spares.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    return;
                 }
-                self.fill(&mut rx, &mut batch);
             } else if let Ok(mut rx) = rx.try_lock() {
                 // With deferred work in hand, never wait for the queue: an
                 // idle worker may hold it while waiting for new requests.
@@ -160,8 +193,27 @@ impl CommitWorker {
                 .into_iter()
                 .partition(|job| conflicts.admit(&job.request));
             deferred = later;
-            self.commit(batch).await;
+            let commit = self.commit(batch);
+            tokio::pin!(commit);
+            if tokio::time::timeout(STALL, &mut commit).await.is_err() {
+                Arc::clone(&self).spare(&rx);
+                commit.await;
+            }
         }
+    }
+
+    /// Starts a spare worker unless `publish.spare_workers` are running.
+    fn spare(self: Arc<Self>, rx: &Queue) {
+        let running = self.spares.fetch_add(1, Ordering::Relaxed);
+        if running >= self.settings.spare_workers {
+            self.spares.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        tracing::info!(
+            spares = running + 1,
+            "a publish commit has waited {STALL:?}; starting a spare commit worker"
+        );
+        tokio::spawn(self.run(Arc::clone(rx), true));
     }
 
     /// Adds whatever is already queued, up to the batch limits.

@@ -330,28 +330,32 @@ async fn waiting_on_locks(app: &TestApp) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_application_transaction_holds_up_only_its_own_recipients() {
     let app = TestApp::spawn().await;
+    assert_eq!(app.settings.publish.workers, 2);
     let publisher = Publisher::of(&app);
     let mut tx = app.pool.begin().await.unwrap();
     sql_publish(&mut tx, &json!({"recipients": ["ann"], "title": "Held"}))
         .await
         .unwrap();
 
-    // A publish to ann waits for the application's commit...
-    let waiting = {
+    // Publishes to ann wait for the application's commit, one after the
+    // other until both commit workers wait...
+    let mut waiting = Vec::new();
+    for n in 1..=2 {
         let publisher = publisher.clone();
-        tokio::spawn(async move {
+        waiting.push(tokio::spawn(async move {
             publisher
-                .publish(&json!({"recipients": ["ann"], "title": "Waits"}))
+                .publish(&json!({"recipients": ["ann"], "title": format!("Waits {n}")}))
                 .await
-        })
-    };
-    wait_within(
-        "the publish to ann to wait for ann's row",
-        Duration::from_secs(10),
-        async || waiting_on_locks(&app).await == 1,
-    )
-    .await;
-    // ...while other users' publishes, over HTTP and from SQL, go through.
+        }));
+        wait_within(
+            &format!("{n} publishes to ann to wait for ann's row"),
+            Duration::from_secs(10),
+            async || waiting_on_locks(&app).await == n,
+        )
+        .await;
+    }
+    // ...while other users' publishes, over HTTP (on a spare worker:
+    // without one this waits too) and from SQL, go through.
     let bob = tokio::time::timeout(
         Duration::from_secs(10),
         publisher.publish(&json!({"recipients": ["bob"], "title": "Free"})),
@@ -371,11 +375,15 @@ async fn a_long_application_transaction_holds_up_only_its_own_recipients() {
     .expect("a SQL publish to carl is not held up either")
     .unwrap();
     assert_eq!(carl[0].2, 1);
-    assert!(!waiting.is_finished());
+    assert!(waiting.iter().all(|w| !w.is_finished()));
 
     tx.commit().await.unwrap();
-    let ann = waiting.await.unwrap();
-    assert_eq!(ann[0]["seq"], 2, "after the held one");
+    let mut seqs = Vec::new();
+    for w in waiting {
+        seqs.push(w.await.unwrap()[0]["seq"].as_i64().unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, [2, 3], "after the held one");
 }
 
 #[tokio::test]
