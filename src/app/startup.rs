@@ -92,8 +92,8 @@ impl Application {
         let settings = Arc::new(settings);
         let pool = db::pool(&settings.database, database_url)?;
         db::migrate(&pool).await?;
-        let listener_pool = db::listener_pool(&settings.database, database_url)?;
-        let webhook_pool = db::webhook_listener_pool(&settings.database, database_url)?;
+        let listener_pool = db::listen_pool(&settings.database, database_url, "herald-listener")?;
+        let webhook_pool = db::listen_pool(&settings.database, database_url, "herald-webhooks")?;
         let tcp = bind(&settings.server.listen, settings.server.backlog)?;
         let port = tcp.local_addr()?.port();
         Self::start(settings, pool, [listener_pool, webhook_pool], tcp, port)

@@ -49,28 +49,15 @@ pub fn pool(settings: &DatabaseSettings, url: &str) -> Result<PgPool, sqlx::Erro
         .connect_lazy_with(options))
 }
 
-/// A one-connection pool for LISTEN, named so operators (and tests) can find it.
-pub fn listener_pool(settings: &DatabaseSettings, url: &str) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url
-        .parse::<PgConnectOptions>()?
-        .application_name("herald-listener");
-    Ok(PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(settings.acquire_timeout())
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .connect_lazy_with(options))
-}
-
-/// The webhook worker's LISTEN connection, apart from the wake-up
-/// listener's (named differently, so the two are told apart).
-pub fn webhook_listener_pool(
+/// A one-connection pool for LISTEN, named (`herald-listener` for the
+/// wake-ups, `herald-webhooks` for the webhook worker) so operators and
+/// tests can tell the connections apart.
+pub fn listen_pool(
     settings: &DatabaseSettings,
     url: &str,
+    name: &str,
 ) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url
-        .parse::<PgConnectOptions>()?
-        .application_name("herald-webhooks");
+    let options: PgConnectOptions = url.parse::<PgConnectOptions>()?.application_name(name);
     Ok(PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(settings.acquire_timeout())

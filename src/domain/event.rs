@@ -61,27 +61,29 @@ impl EventKind {
         }
     }
 
+    /// Every kind the log holds (all but `reset`).
+    pub const LOGGED: [EventKind; 17] = [
+        EventKind::Notification,
+        EventKind::Updated,
+        EventKind::Read,
+        EventKind::Unread,
+        EventKind::Seen,
+        EventKind::Archived,
+        EventKind::Unarchived,
+        EventKind::Snoozed,
+        EventKind::Unsnoozed,
+        EventKind::Action,
+        EventKind::Deleted,
+        EventKind::Expired,
+        EventKind::ReadAll,
+        EventKind::SeenAll,
+        EventKind::ArchivedAll,
+        EventKind::DeletedAll,
+        EventKind::Preferences,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        const KINDS: [EventKind; 17] = [
-            EventKind::Notification,
-            EventKind::Updated,
-            EventKind::Read,
-            EventKind::Unread,
-            EventKind::Seen,
-            EventKind::Archived,
-            EventKind::Unarchived,
-            EventKind::Snoozed,
-            EventKind::Unsnoozed,
-            EventKind::Action,
-            EventKind::Deleted,
-            EventKind::Expired,
-            EventKind::ReadAll,
-            EventKind::SeenAll,
-            EventKind::ArchivedAll,
-            EventKind::DeletedAll,
-            EventKind::Preferences,
-        ];
-        KINDS.into_iter().find(|k| k.as_str() == s)
+        Self::LOGGED.into_iter().find(|k| k.as_str() == s)
     }
 }
 

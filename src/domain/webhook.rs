@@ -103,28 +103,10 @@ impl EventFilter {
 
 /// Every event type a webhook can receive (all of the log's).
 pub fn event_types() -> Vec<&'static str> {
-    [
-        EventKind::Notification,
-        EventKind::Updated,
-        EventKind::Read,
-        EventKind::Unread,
-        EventKind::Seen,
-        EventKind::Archived,
-        EventKind::Unarchived,
-        EventKind::Snoozed,
-        EventKind::Unsnoozed,
-        EventKind::Action,
-        EventKind::Deleted,
-        EventKind::Expired,
-        EventKind::ReadAll,
-        EventKind::SeenAll,
-        EventKind::ArchivedAll,
-        EventKind::DeletedAll,
-        EventKind::Preferences,
-    ]
-    .into_iter()
-    .map(EventKind::as_str)
-    .collect()
+    EventKind::LOGGED
+        .into_iter()
+        .map(EventKind::as_str)
+        .collect()
 }
 
 /// An endpoint URL: absolute, http or https, with a host, no credentials.

@@ -26,15 +26,7 @@ async fn assert_keys_unavailable(response: reqwest::Response) {
 }
 
 async fn metric(app: &crate::support::TestApp, outcome: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let series = format!("herald_jwks_fetches_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))

@@ -143,6 +143,12 @@ impl TestApp {
     }
 
     /// Rows in the tables a failed request must not touch.
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     /// `GET /v1/admin/stats` of this instance.
     pub async fn stats(&self) -> serde_json::Value {
         let r = self

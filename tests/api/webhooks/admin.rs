@@ -227,15 +227,7 @@ async fn delivery_metrics_are_exported() {
     Publisher::of(&app).one("gus", "metered", json!({})).await;
     wait_requests("a delivery", || receiver.accepted(), |r| r.len() == 1).await;
     wait_for(|| async {
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics_text().await;
         [
             "herald_webhook_deliveries_total",
             "herald_webhook_delivery_failures_total",

@@ -117,15 +117,7 @@ async fn matching_events_are_posted_with_the_sse_data_signed_and_verified_by_the
 
     // Delivered rows leave the outbox; the metrics count them.
     wait_for(|| async { super::outbox_rows(&app.pool).await == 0 }).await;
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics
             .lines()
