@@ -198,7 +198,7 @@ async fn measure(
     count: u64,
     idle_streams: Option<usize>,
 ) -> anyhow::Result<Figures> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/budget");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/budget-run");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     ensure_open_files(4 * USERS + 100)?;

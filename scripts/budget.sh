@@ -12,8 +12,8 @@
 #
 # Builds `herald` with the `budget` profile (release without whole-program
 # LTO, symbols kept: see Cargo.toml); the budget's figures are of that
-# profile. The
-# callgrind files stay in target/budget/ for callgrind_annotate.
+# profile. The callgrind files stay in target/budget-run/ for
+# callgrind_annotate (not in target/budget/, where cargo puts that build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
