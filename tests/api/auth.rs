@@ -3,7 +3,7 @@
 use herald::http::auth::Claims;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use crate::support::{TestApp, assert_problem};
+use crate::support::{TestApp, assert_problem, list_with};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -19,15 +19,6 @@ fn claims(sub: Option<&str>, exp: i64) -> Claims {
         aud: None,
         scope: None,
     }
-}
-
-async fn list_with(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/v1/me/notifications"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ mod accepted;
 mod availability;
 mod rotation;
 
-use crate::support::TestApp;
 use crate::support::jwks::JwksServer;
+use crate::support::{TestApp, list_with};
 
 /// An app checking tokens against `url`'s key set.
 async fn spawn_with_url(
@@ -23,16 +23,6 @@ async fn spawn_with_url(
 
 async fn spawn(server: &JwksServer) -> TestApp {
     spawn_with_url(server.url(), |_| {}).await
-}
-
-/// `GET /v1/me/notifications` with `token`.
-async fn list_with(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/v1/me/notifications"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn status_with(app: &TestApp, token: &str) -> u16 {

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::tokens::list_with;
+use crate::support::list_with;
 use crate::support::paths::enc;
 use crate::support::raw_http::{host, raw_exchange};
 use crate::support::ws::close_code;

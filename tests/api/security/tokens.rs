@@ -7,16 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 use crate::support::tokens::{SECRET, now, raw_token};
-use crate::support::{TestApp, assert_problem};
-
-pub(super) async fn list_with(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/v1/me/notifications"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
+use crate::support::{TestApp, assert_problem, list_with};
 
 #[tokio::test]
 async fn key_naming_headers_never_choose_the_key() {

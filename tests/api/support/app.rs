@@ -173,6 +173,16 @@ impl TestApp {
     }
 }
 
+/// `GET /v1/me/notifications` with `token`: the request every token test makes.
+pub async fn list_with(app: &TestApp, token: &str) -> reqwest::Response {
+    app.http
+        .get(app.url("/v1/me/notifications"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Publishes `n` notifications to `user` from 16 concurrent publishers;
 /// returns the created ids.
 pub async fn publish_many(app: &TestApp, user: &str, n: i64, body: &str) -> Vec<String> {

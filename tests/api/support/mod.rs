@@ -23,7 +23,7 @@ pub mod tokens;
 mod wait;
 pub mod ws;
 
-pub use app::{TestApp, healthy, publish_many, test_settings};
+pub use app::{TestApp, healthy, list_with, publish_many, test_settings};
 pub use database::{fresh_database, scratch_dir, scratch_dir_path, start_private_postgres};
 pub use logs::captured_logs;
 pub use problem::{assert_problem, assert_problem_parts};
