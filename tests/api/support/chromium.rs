@@ -119,6 +119,19 @@ impl Browser {
     }
 
     pub async fn call(&self, session: Option<&str>, method: &str, params: Value) -> Value {
+        match self.try_call(session, method, params).await {
+            Ok(result) => result,
+            Err(answer) => panic!("{method} failed: {answer}"),
+        }
+    }
+
+    /// The result of `method`, or the whole answer when it is an error.
+    async fn try_call(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         self.pending.lock().await.insert(id, reply);
@@ -131,8 +144,10 @@ impl Browser {
             .await
             .expect("DevTools answers")
             .unwrap();
-        assert!(answer.get("error").is_none(), "{method} failed: {answer}");
-        answer["result"].clone()
+        if answer.get("error").is_some() {
+            return Err(answer);
+        }
+        Ok(answer["result"].clone())
     }
 
     /// A new tab; `before_load` runs in the page before its own scripts.
@@ -192,12 +207,29 @@ impl Tab<'_> {
         self.until_within(expression, WAIT).await;
     }
 
-    /// Waits up to `timeout` until `expression` is true in the page.
+    /// Waits up to `timeout` until `expression` is true in the page. A
+    /// condition may be polled across a navigation (a reload): an
+    /// evaluation the navigation cut short counts as "not yet".
     pub async fn until_within(&self, expression: &str, timeout: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.eval(expression).await == json!(true) {
-                return;
+            let params =
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true});
+            match self
+                .browser
+                .try_call(Some(&self.session), "Runtime.evaluate", params)
+                .await
+            {
+                Ok(result) if result["result"]["value"] == json!(true) => return,
+                Ok(_) => {}
+                Err(answer) => {
+                    let message = answer["error"]["message"].as_str().unwrap_or_default();
+                    assert!(
+                        message.contains("navigated or closed")
+                            || message.contains("context was destroyed"),
+                        "Runtime.evaluate failed: {answer}"
+                    );
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 let state = self.eval("JSON.stringify({...document.body.dataset, error: document.querySelector('#error')?.textContent})").await;
